@@ -1,0 +1,65 @@
+//! `runnel`: the server (`serve`), an offline checker (`verify`), and a command-line client.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runnel",
+    version,
+    about = "An event store and event broker in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (embedded engine by default).
+    Serve(commands::serve::ServeArgs),
+    /// Check a data directory offline: every checksum, every frame, every index entry.
+    Verify(commands::verify::VerifyArgs),
+    /// Append events to a stream.
+    Append(commands::append::AppendArgs),
+    /// Read a stream's events.
+    Read(commands::read::ReadArgs),
+    /// List stream types, or the streams of one type.
+    Streams(commands::streams::StreamsArgs),
+    /// Follow `$all` live (optionally filtered).
+    Tail(commands::tail::TailArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Verify(args) => commands::verify::run(args).await,
+            Command::Append(args) => commands::append::run(args).await,
+            Command::Read(args) => commands::read::run(args).await,
+            Command::Streams(args) => commands::streams::run(args).await,
+            Command::Tail(args) => commands::tail::run(args).await,
+        }
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
