@@ -1,0 +1,63 @@
+//! The server's limits and timings. Every queue, request and connection has a bound here.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// How the HTTP server runs. [`Default`] gives safe values for a single machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The address to listen on; port 0 picks a free port (see [`crate::Server::local_addr`]).
+    pub listen: SocketAddr,
+    /// The largest request body accepted; larger bodies are answered with 413. It must leave room
+    /// for JSON framing and base64 above the store's `max_append_bytes`.
+    pub max_body_bytes: usize,
+    /// How long a request may take until its response starts; then 503. Live subscriptions are
+    /// not cut by this: their response starts at once.
+    pub request_timeout_ms: u64,
+    /// Requests handled at the same time; more are shed with 503 and `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Live subscriptions (`GET /subscribe`) open at the same time; more get 429.
+    pub max_subscriptions: usize,
+    /// How often an idle subscription sends a `: keep-alive` comment (API.md: at most 15 s).
+    pub heartbeat_ms: u64,
+    /// The most events one subscription reads from the log at a time.
+    pub subscription_page_events: usize,
+    /// The bytes of event data one subscription aims to hold at a time; pages shrink to fit it.
+    pub subscription_page_bytes: usize,
+    /// A live subscription that falls this many events behind the head is closed; the client
+    /// resumes with `Last-Event-ID`. Catch-up from an old position is not cut by this.
+    pub subscription_max_lag_events: u64,
+    /// How long a graceful shutdown waits for in-flight requests before it closes the store.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 2113)),
+            max_body_bytes: 8 * 1024 * 1024,
+            request_timeout_ms: 30_000,
+            max_concurrent_requests: 1_024,
+            max_subscriptions: 1_024,
+            heartbeat_ms: 15_000,
+            subscription_page_events: 256,
+            subscription_page_bytes: 1024 * 1024,
+            subscription_max_lag_events: 1_000_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.max(1))
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.max(1))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}

@@ -1,0 +1,26 @@
+//! Runnel's HTTP API over any [`runnel_core::Store`]: the routes of API.md, problem+json errors,
+//! live subscriptions over Server-Sent Events, the OpenAPI document and its docs page, health
+//! and Prometheus metrics.
+//!
+//! [`app`] builds the router alone, so it can be driven without a socket; [`Server`] binds a
+//! listener and runs the router until a shutdown signal, then drains in-flight requests, closes
+//! live subscriptions and closes the store; [`serve`] does both in one call.
+
+mod config;
+mod error;
+mod extract;
+mod middleware;
+mod model;
+mod problem;
+mod routes;
+mod server;
+mod state;
+mod subscription;
+mod telemetry;
+
+pub use config::ServerConfig;
+pub use error::ServerError;
+pub use problem::{ApiError, PROBLEM_JSON, Problem};
+pub use routes::{app, openapi};
+pub use server::{Server, serve};
+pub use state::AppState;

@@ -1,0 +1,38 @@
+//! `/health`: liveness and readiness, for orchestrators and load balancers.
+
+use axum::Json;
+use axum::extract::State;
+
+use crate::model::HealthView;
+use crate::problem::{ApiError, Problem};
+use crate::state::AppState;
+
+/// 200 while the process runs.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "operations",
+    responses((status = 200, description = "The process runs", body = HealthView))
+)]
+pub(crate) async fn live() -> Json<HealthView> {
+    Json(HealthView { status: "ok" })
+}
+
+/// 200 when the server serves reads and writes; 503 while starting, shutting down, or when the
+/// store cannot write.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Serving reads and writes", body = HealthView),
+        (status = 503, description = "`not_ready` or `shutting_down`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<HealthView>, ApiError> {
+    if state.is_shutting_down() {
+        return Err(ApiError::ShuttingDown);
+    }
+    state.store().ready().await.map_err(ApiError::NotReady)?;
+    Ok(Json(HealthView { status: "ready" }))
+}

@@ -1,0 +1,27 @@
+//! `GET /metrics`: Prometheus text format.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::state::AppState;
+use crate::telemetry::HEAD_POSITION;
+
+/// Prometheus metrics: requests and latency per route, appends, subscriptions.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String))
+)]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(head) = state.store().watch_head().current() {
+        metrics::gauge!(HEAD_POSITION).set(head.0 as f64);
+    }
+    let mut response = state.telemetry().render().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
