@@ -55,4 +55,4 @@ pub use model::{
     StreamEventsPage, StreamInfo, StreamTypeInfo, StreamTypesPage, StreamsPage, SubscribeFrom,
 };
 pub use runnel_core::{ExpectedRevision, Revision, StreamName};
-pub use subscribe::{ReconnectPolicy, Subscription};
+pub use subscribe::{ReconnectPolicy, STABLE_CONNECTION, Subscription};

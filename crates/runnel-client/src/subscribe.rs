@@ -13,6 +13,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, stream};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -24,8 +26,8 @@ use crate::model::{Event, EventFilter, SubscribeFrom};
 use crate::sse::{SseItem, SseParser};
 
 /// How a subscription reconnects. A connection counts as failed when it cannot be opened, or
-/// when it ends before delivering anything (an event or a heartbeat); after `max_attempts`
-/// failures in a row the subscription ends with the last error.
+/// when it ends before it delivered an event or stayed up for [`STABLE_CONNECTION`]; after
+/// `max_attempts` failures in a row the subscription ends with the last error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconnectPolicy {
     pub max_attempts: u32,
@@ -74,6 +76,11 @@ impl ReconnectPolicy {
     }
 }
 
+/// A connection that stayed up this long was healthy, even if it delivered no event (a quiet
+/// filter): its end starts a fresh series of attempts. Shorter ones that delivered nothing
+/// count as failures, so a server that accepts and at once hangs up is not retried forever.
+pub const STABLE_CONNECTION: Duration = Duration::from_secs(5);
+
 /// A live subscription: a [`Stream`] of events that ends only with an error the subscription
 /// cannot recover from (or when dropped). Create one with [`Client::subscribe`].
 pub struct Subscription {
@@ -94,6 +101,9 @@ impl Subscription {
             from,
             filter,
             response: None,
+            connected_at: Instant::now(),
+            healthy: false,
+            closing_reason: None,
             pending: VecDeque::new(),
             delivered: None,
             failures: 0,
@@ -129,6 +139,12 @@ struct Connection {
     filter: EventFilter,
     parser: SseParser,
     response: Option<Response>,
+    /// When the current connection was opened.
+    connected_at: Instant,
+    /// The current connection delivered an event.
+    healthy: bool,
+    /// The server's `: closing: ...` comment on the current connection, for the error message.
+    closing_reason: Option<String>,
     /// Events parsed from the last chunk, not yet handed out; at most one chunk's worth.
     pending: VecDeque<Event>,
     /// The position of the last event handed out.
@@ -173,11 +189,23 @@ impl Connection {
         match self.open().await {
             Ok(response) => {
                 self.response = Some(response);
+                self.connected_at = Instant::now();
+                self.healthy = false;
+                self.closing_reason = None;
                 Ok(())
             }
             Err(ConnectError::Fatal(error)) => Err(error),
             Err(ConnectError::Retry(error)) => self.connection_failed(error),
         }
+    }
+
+    /// An open connection ended. One that was healthy starts a fresh series of attempts.
+    fn connection_ended(&mut self, error: ClientError) -> Result<(), ClientError> {
+        if self.healthy || self.connected_at.elapsed() >= STABLE_CONNECTION {
+            self.failures = 0;
+        }
+        self.healthy = false;
+        self.connection_failed(error)
     }
 
     /// Counts a failed or fruitless connection; gives up past the policy's attempts.
@@ -264,19 +292,23 @@ impl Connection {
         let chunk = match tokio::time::timeout(idle_timeout, response.chunk()).await {
             Ok(Ok(Some(chunk))) => chunk,
             Ok(Ok(None)) => {
-                return self.connection_failed(ClientError::Transport {
-                    message: "the server ended the subscription".to_owned(),
+                let message = match self.closing_reason.take() {
+                    Some(reason) => format!("the server ended the subscription: {reason}"),
+                    None => "the server ended the subscription".to_owned(),
+                };
+                return self.connection_ended(ClientError::Transport {
+                    message,
                     source: None,
                 });
             }
             Ok(Err(error)) => {
-                return self.connection_failed(ClientError::transport(
+                return self.connection_ended(ClientError::transport(
                     "the subscription's connection failed",
                     error,
                 ));
             }
             Err(_elapsed) => {
-                return self.connection_failed(ClientError::Transport {
+                return self.connection_ended(ClientError::Transport {
                     message: format!(
                         "the subscription received nothing for {} s",
                         idle_timeout.as_secs()
@@ -299,7 +331,11 @@ impl Connection {
 
     fn accept(&mut self, item: SseItem) -> Result<(), ClientError> {
         match item {
-            SseItem::Comment(_) => self.failures = 0,
+            SseItem::Comment(comment) => {
+                if let Some(reason) = comment.strip_prefix("closing: ") {
+                    self.closing_reason = Some(reason.to_owned());
+                }
+            }
             SseItem::Retry(millis) => self.server_retry = Some(Duration::from_millis(millis)),
             // Other event names are not part of the contract; ignoring them leaves room for
             // the server to add some.
@@ -309,7 +345,6 @@ impl Connection {
                     .as_deref()
                     .is_some_and(|name| name != "message") => {}
             SseItem::Message(message) => {
-                self.failures = 0;
                 let event: Event = serde_json::from_str(&message.data).map_err(|error| {
                     ClientError::Decode(format!("a subscription message: {error}"))
                 })?;
@@ -317,6 +352,7 @@ impl Connection {
                     return Ok(()); // already handed out before a reconnection
                 }
                 self.delivered = Some(event.position);
+                self.healthy = true;
                 self.pending.push_back(event);
             }
         }
@@ -475,6 +511,35 @@ mod tests {
             subscription.next().await.is_none(),
             "the stream ends after the error"
         );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_keeps_hanging_up_at_once_is_given_up_on_with_its_reason() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = tokio::spawn(async move {
+            let mut connections = 0;
+            // Bounded: the client gives up after 1 + max_attempts connections.
+            while connections < 3 {
+                let (mut socket, _) = listener.accept().await.expect("accept");
+                read_request_head(&mut socket).await;
+                let body = ": subscribed from position 0\n\n: closing: the store failed a read\n\n";
+                answer_and_close(&mut socket, body).await;
+                connections += 1;
+            }
+            connections
+        });
+        let client = fast_client(&url, 2);
+        let mut subscription = client.subscribe(SubscribeFrom::BEGINNING, EventFilter::default());
+        let Some(Err(error)) = subscription.next().await else {
+            panic!("the subscription should end with an error");
+        };
+        assert!(error.is_transport(), "{error:?}");
+        assert!(
+            error.to_string().contains("the store failed a read"),
+            "{error}"
+        );
+        assert_eq!(server.await.expect("server task"), 3);
     }
 
     #[tokio::test]
