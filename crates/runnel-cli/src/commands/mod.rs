@@ -2,6 +2,8 @@
 //! unexpected failure that `main` reports with exit code 2.
 
 pub(crate) mod append;
+mod client_args;
+mod output;
 pub(crate) mod read;
 pub(crate) mod serve;
 pub(crate) mod streams;
