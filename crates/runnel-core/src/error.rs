@@ -74,12 +74,15 @@ pub enum StoreError {
         reason: String,
     },
 
-    #[error("I/O error while {action}")]
+    #[error("I/O error while {action}: {source}")]
     Io {
         action: String,
         #[source]
         source: std::io::Error,
     },
+
+    #[error("invalid store configuration: {reason}")]
+    InvalidConfig { reason: String },
 
     #[error("index error while {action}: {cause}")]
     Index { action: String, cause: String },

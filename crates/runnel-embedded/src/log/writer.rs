@@ -1,0 +1,608 @@
+//! The writer: one thread owns the active segment and turns queued appends into group commits.
+//!
+//! It takes everything queued (up to `max_batch_bytes`), checks each append against the stream
+//! heads it knows (the index, plus what this batch already wrote), numbers the events, writes
+//! the batch with one write and one fdatasync, updates the index, publishes the new head, and
+//! only then acknowledges. A failed check rejects that append alone. A failed write or sync
+//! poisons the engine: nothing more is written, and what is in flight fails.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use runnel_core::{
+    AppendOutcome, AppendRequest, Position, RecordedAt, Revision, StoreError, StreamName,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::index::{EventLocation, IndexReader, IndexUpdate, IndexedEvent, StreamHead, stream_key};
+use crate::io::SegmentFile;
+use crate::log::format::{self, BATCH_HEADER_FRAME_LEN, BatchHeader, EventRecordRef};
+use crate::log::reader::{Location, read_event_at};
+use crate::log::segment::Segment;
+use crate::shared::Shared;
+
+pub(crate) type AppendReply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
+
+#[derive(Debug)]
+pub(crate) struct AppendJob {
+    pub(crate) request: AppendRequest,
+    pub(crate) reply: AppendReply,
+}
+
+#[derive(Debug)]
+pub(crate) enum WriterCommand {
+    Append(AppendJob),
+    /// Finish what is queued before this, make the index durable, and stop.
+    Close(oneshot::Sender<()>),
+}
+
+/// The bytes an append may take on disk, for batch planning.
+fn job_bytes(request: &AppendRequest) -> usize {
+    request
+        .events
+        .iter()
+        .map(|event| {
+            format::event_frame_len_bound(
+                &request.stream,
+                &event.event_type,
+                &event.data,
+                event.metadata.as_ref(),
+            )
+        })
+        .sum()
+}
+
+#[derive(Debug)]
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    head: watch::Sender<Option<Position>>,
+    active: Arc<Segment>,
+    write_offset: u64,
+    next_position: Position,
+    last_durable_index: Instant,
+    spare: Option<std::thread::JoinHandle<Result<Arc<dyn SegmentFile>, StoreError>>>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        head: watch::Sender<Option<Position>>,
+        active: Arc<Segment>,
+        write_offset: u64,
+        next_position: Position,
+    ) -> Self {
+        let mut writer = Self {
+            shared,
+            head,
+            active,
+            write_offset,
+            next_position,
+            last_durable_index: Instant::now(),
+            spare: None,
+        };
+        writer.prepare_spare();
+        writer
+    }
+
+    /// The writer thread's body.
+    pub(crate) fn run(mut self, mut commands: mpsc::Receiver<WriterCommand>) {
+        let max_batch_bytes = self.shared.config.max_batch_bytes;
+        let mut carried: Option<AppendJob> = None;
+        loop {
+            let first = match carried.take() {
+                Some(job) => job,
+                None => match commands.blocking_recv() {
+                    Some(WriterCommand::Append(job)) => job,
+                    Some(WriterCommand::Close(done)) => return self.close(commands, done),
+                    None => return self.finish(),
+                },
+            };
+            let mut bytes = job_bytes(&first.request);
+            let mut jobs = vec![first];
+            let mut close = None;
+            while bytes < max_batch_bytes {
+                match commands.try_recv() {
+                    Ok(WriterCommand::Append(job)) => {
+                        let more = job_bytes(&job.request);
+                        if bytes + more > max_batch_bytes {
+                            carried = Some(job);
+                            break;
+                        }
+                        bytes += more;
+                        jobs.push(job);
+                    }
+                    Ok(WriterCommand::Close(done)) => {
+                        close = Some(done);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(jobs);
+            if let Some(done) = close {
+                if let Some(job) = carried.take() {
+                    self.commit(vec![job]);
+                }
+                return self.close(commands, done);
+            }
+        }
+    }
+
+    fn close(mut self, mut commands: mpsc::Receiver<WriterCommand>, done: oneshot::Sender<()>) {
+        commands.close();
+        while let Ok(command) = commands.try_recv() {
+            match command {
+                WriterCommand::Append(job) => {
+                    let _ = job.reply.send(Err(StoreError::ShuttingDown));
+                }
+                WriterCommand::Close(other) => {
+                    let _ = other.send(());
+                }
+            }
+        }
+        self.finish_index();
+        self.remove_spare();
+        let _ = done.send(());
+    }
+
+    fn finish(mut self) {
+        self.finish_index();
+        self.remove_spare();
+    }
+
+    fn finish_index(&mut self) {
+        if self.shared.check_poison().is_err() {
+            return;
+        }
+        let update = IndexUpdate {
+            next_position: self.next_position,
+            ..IndexUpdate::default()
+        };
+        if let Err(error) = self.shared.index.apply(&update, true) {
+            tracing::warn!(%error, "the final durable index commit failed; the next start re-indexes the log tail");
+        }
+    }
+
+    /// Commits a group of appends: as one batch, or as several where a segment fills up.
+    fn commit(&mut self, jobs: Vec<AppendJob>) {
+        if let Err(error) = self.shared.check_poison() {
+            for job in jobs {
+                let _ = job.reply.send(Err(clone_poison(&error)));
+            }
+            return;
+        }
+        let mut batch = Batch::new(self.next_position, BATCH_HEADER_FRAME_LEN);
+        let mut reader = match self.shared.index.reader() {
+            Ok(reader) => reader,
+            Err(error) => return self.fail_all(jobs, error),
+        };
+        let mut jobs = jobs.into_iter();
+        while let Some(job) = jobs.next() {
+            let needed = job_bytes(&job.request) as u64;
+            if self.write_offset + batch.len() as u64 + needed > self.active.capacity_bytes {
+                let flushed = self
+                    .flush(batch)
+                    .and_then(|()| self.roll())
+                    .and_then(|()| self.shared.index.reader());
+                match flushed {
+                    Ok(fresh) => reader = fresh,
+                    Err(error) => {
+                        let rest: Vec<AppendJob> = std::iter::once(job).chain(jobs).collect();
+                        return self.fail_all(rest, error);
+                    }
+                }
+                batch = Batch::new(self.next_position, BATCH_HEADER_FRAME_LEN);
+            }
+            let outcome = batch.admit(&self.shared, &reader, &job.request);
+            batch.replies.push((job.reply, outcome));
+        }
+        if let Err(error) = self.flush(batch) {
+            tracing::debug!(%error, "batch failed");
+        }
+    }
+
+    fn fail_all(&self, jobs: Vec<AppendJob>, error: StoreError) {
+        self.shared.poison(&error);
+        for job in jobs {
+            let _ = job.reply.send(Err(StoreError::Poisoned {
+                cause: error.to_string(),
+            }));
+        }
+    }
+
+    /// Writes, syncs and indexes `batch`, then answers its appends. On failure the engine is
+    /// poisoned and every append of the batch fails (errors found by the checks stay as they are).
+    fn flush(&mut self, batch: Batch) -> Result<(), StoreError> {
+        let Batch {
+            mut buffer,
+            first_position,
+            next_position,
+            mut index,
+            heads,
+            replies,
+            ..
+        } = batch;
+        index.streams = heads
+            .into_iter()
+            .map(|(key, (head, created))| (key, head, created))
+            .collect();
+        if next_position == first_position {
+            for (reply, outcome) in replies {
+                let _ = reply.send(outcome);
+            }
+            return Ok(());
+        }
+        let result = self.write_batch(&mut buffer, first_position, next_position, &mut index);
+        match result {
+            Ok(()) => {
+                for (reply, outcome) in replies {
+                    let _ = reply.send(outcome);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.shared.poison(&error);
+                for (reply, outcome) in replies {
+                    let outcome = match outcome {
+                        Ok(_) => Err(StoreError::Poisoned {
+                            cause: error.to_string(),
+                        }),
+                        Err(rejected) => Err(rejected),
+                    };
+                    let _ = reply.send(outcome);
+                }
+                Err(StoreError::Poisoned {
+                    cause: error.to_string(),
+                })
+            }
+        }
+    }
+
+    fn write_batch(
+        &mut self,
+        buffer: &mut [u8],
+        first_position: Position,
+        next_position: Position,
+        index: &mut IndexUpdate,
+    ) -> Result<(), StoreError> {
+        let event_count = (next_position.0 - first_position.0) as u32;
+        let body = &buffer[BATCH_HEADER_FRAME_LEN..];
+        let header = BatchHeader {
+            first_position,
+            event_count,
+            body_len: body.len() as u32,
+            body_crc: crc32c::crc32c(body),
+        };
+        let mut header_frame = Vec::with_capacity(BATCH_HEADER_FRAME_LEN);
+        format::encode_batch_header(&header, &mut header_frame);
+        assert_eq!(header_frame.len(), BATCH_HEADER_FRAME_LEN);
+        buffer[..BATCH_HEADER_FRAME_LEN].copy_from_slice(&header_frame);
+        assert!(
+            self.write_offset + buffer.len() as u64 <= self.active.capacity_bytes,
+            "a batch must fit in its segment"
+        );
+
+        let at = self.write_offset;
+        let segment = &self.active;
+        segment.file.write_all_at(buffer, at).map_err(|e| {
+            StoreError::io(
+                format!("writing {} at offset {at}", segment.path.display()),
+                e,
+            )
+        })?;
+        let synced = Instant::now();
+        segment
+            .file
+            .sync_data()
+            .map_err(|e| StoreError::io(format!("syncing {}", segment.path.display()), e))?;
+        let fsync = synced.elapsed();
+        self.write_offset += buffer.len() as u64;
+        self.next_position = next_position;
+        self.shared
+            .stats
+            .record_batch(u64::from(event_count), buffer.len() as u64, fsync);
+
+        // Event locations were recorded relative to the batch; now the batch has a place.
+        let location = Location {
+            segment: segment.first_position,
+            offset: at,
+        };
+        index.batches.push((first_position, location));
+        for event in &mut index.events {
+            event.at.location = Location {
+                segment: segment.first_position,
+                offset: at + event.at.location.offset,
+            };
+        }
+        index.next_position = next_position;
+        let durable = self.last_durable_index.elapsed()
+            >= Duration::from_millis(self.shared.config.index_durable_interval_ms);
+        self.shared.index.apply(index, durable)?;
+        if durable {
+            self.last_durable_index = Instant::now();
+        }
+        self.head.send_replace(Some(Position(next_position.0 - 1)));
+        Ok(())
+    }
+
+    /// Moves to a new segment that starts at the next position.
+    fn roll(&mut self) -> Result<(), StoreError> {
+        let spare = match self.spare.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(Ok(file))) => Some(file),
+            Some(Ok(Err(error))) => {
+                tracing::warn!(%error, "preparing a spare segment failed; creating one now");
+                None
+            }
+            Some(Err(_)) => None,
+            None => None,
+        };
+        let segment = match spare {
+            Some(file) => Segment::install_spare(
+                &*self.shared.io,
+                &self.shared.log_dir,
+                file,
+                self.next_position,
+                self.shared.config.segment_bytes,
+            )?,
+            None => Segment::create(
+                &*self.shared.io,
+                &self.shared.log_dir,
+                self.next_position,
+                self.shared.config.segment_bytes,
+            )?,
+        };
+        let segment = Arc::new(segment);
+        self.shared.segments.insert(Arc::clone(&segment));
+        self.active = segment;
+        self.write_offset = format::SEGMENT_HEADER_LEN;
+        self.prepare_spare();
+        Ok(())
+    }
+
+    /// Zero-fills the next segment in the background, so a roll costs a header write, not a
+    /// write of the whole segment.
+    fn prepare_spare(&mut self) {
+        let io = Arc::clone(&self.shared.io);
+        let dir = self.shared.log_dir.clone();
+        let bytes = self.shared.config.segment_bytes;
+        let spawned = std::thread::Builder::new()
+            .name("runnel-spare-segment".to_owned())
+            .spawn(move || Segment::prepare_spare(&*io, &dir, bytes));
+        self.spare = spawned.ok();
+    }
+
+    fn remove_spare(&mut self) {
+        if let Some(Ok(Ok(_))) = self.spare.take().map(std::thread::JoinHandle::join) {
+            Segment::remove_spare(&*self.shared.io, &self.shared.log_dir);
+        }
+    }
+}
+
+fn clone_poison(error: &StoreError) -> StoreError {
+    StoreError::Poisoned {
+        cause: match error {
+            StoreError::Poisoned { cause } => cause.clone(),
+            other => other.to_string(),
+        },
+    }
+}
+
+/// Where an id already lives, as far as an append's idempotency check needs to know.
+#[derive(Debug, Clone)]
+struct IdSite {
+    stream: StreamName,
+    revision: Revision,
+    position: Position,
+}
+
+/// One group commit being assembled: the frames, the index entries, and the answers.
+#[derive(Debug)]
+struct Batch {
+    /// Header space, then event frames.
+    buffer: Vec<u8>,
+    first_position: Position,
+    next_position: Position,
+    recorded_at: RecordedAt,
+    index: IndexUpdate,
+    /// Heads of the streams this batch wrote, and whether it created them.
+    heads: HashMap<String, (StreamHead, bool)>,
+    /// Client-chosen ids this batch wrote.
+    ids: HashMap<Uuid, IdSite>,
+    replies: Vec<(AppendReply, Result<AppendOutcome, StoreError>)>,
+}
+
+impl Batch {
+    fn new(first_position: Position, header_bytes: usize) -> Self {
+        Self {
+            buffer: vec![0u8; header_bytes],
+            first_position,
+            next_position: first_position,
+            recorded_at: RecordedAt::now(),
+            index: IndexUpdate::default(),
+            heads: HashMap::new(),
+            ids: HashMap::new(),
+            replies: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Checks one append against the current state and, if it passes, adds its events.
+    fn admit(
+        &mut self,
+        shared: &Shared,
+        reader: &IndexReader,
+        request: &AppendRequest,
+    ) -> Result<AppendOutcome, StoreError> {
+        let key = stream_key(&request.stream);
+        let current = match self.heads.get(&key) {
+            Some((head, _)) => Some(*head),
+            None => reader.stream_head(&key)?,
+        };
+        if let Some(retried) = self.check_ids(shared, reader, request)? {
+            return Ok(retried);
+        }
+        let current_revision = current.map(|head| head.last_revision);
+        if !request.expected.is_satisfied_by(current_revision) {
+            return Err(StoreError::WrongExpectedRevision {
+                stream: request.stream.clone(),
+                expected: request.expected,
+                current: current_revision,
+            });
+        }
+        Ok(self.write(key, current, request))
+    }
+
+    /// Detects a retry of an append already written (same ids, same stream, consecutive
+    /// revisions: answered with the original outcome) and ids that exist elsewhere.
+    fn check_ids(
+        &self,
+        shared: &Shared,
+        reader: &IndexReader,
+        request: &AppendRequest,
+    ) -> Result<Option<AppendOutcome>, StoreError> {
+        let mut sites = Vec::with_capacity(request.events.len());
+        let mut seen = HashMap::new();
+        for event in &request.events {
+            let Some(id) = event.id else {
+                sites.push(None);
+                continue;
+            };
+            if seen.insert(id, ()).is_some() {
+                return Err(StoreError::DuplicateEventId { id });
+            }
+            sites.push(self.locate(shared, reader, id)?.map(|site| (id, site)));
+        }
+        let Some((first_id, first)) = sites.iter().flatten().next().cloned() else {
+            return Ok(None);
+        };
+        let is_retry = sites.iter().enumerate().all(|(offset, site)| {
+            site.as_ref().is_some_and(|(_, site)| {
+                site.stream == request.stream
+                    && site.revision.0 == first.revision.0 + offset as u64
+                    && site.position.0 == first.position.0 + offset as u64
+            })
+        });
+        if !is_retry {
+            return Err(StoreError::DuplicateEventId { id: first_id });
+        }
+        let last = sites
+            .last()
+            .and_then(|site| site.as_ref())
+            .map_or(first.clone(), |(_, site)| site.clone());
+        Ok(Some(AppendOutcome {
+            stream: request.stream.clone(),
+            first_revision: first.revision,
+            last_revision: last.revision,
+            first_position: first.position,
+            last_position: last.position,
+        }))
+    }
+
+    fn locate(
+        &self,
+        shared: &Shared,
+        reader: &IndexReader,
+        id: Uuid,
+    ) -> Result<Option<IdSite>, StoreError> {
+        if let Some(site) = self.ids.get(&id) {
+            return Ok(Some(site.clone()));
+        }
+        let Some(EventLocation { location, .. }) = reader.event_by_id(id)? else {
+            return Ok(None);
+        };
+        let segment = shared
+            .segments
+            .get(location.segment)
+            .ok_or_else(|| StoreError::Index {
+                action: "locating an event by id".to_owned(),
+                cause: format!(
+                    "the index names segment {} which does not exist",
+                    location.segment
+                ),
+            })?;
+        let event = read_event_at(&segment, location.offset)?;
+        Ok(Some(IdSite {
+            stream: event.stream,
+            revision: event.revision,
+            position: event.position,
+        }))
+    }
+
+    fn write(
+        &mut self,
+        key: String,
+        current: Option<StreamHead>,
+        request: &AppendRequest,
+    ) -> AppendOutcome {
+        let first_revision = current.map_or(Revision(0), |head| head.last_revision.next());
+        let first_position = self.next_position;
+        let mut revision = first_revision;
+        for event in &request.events {
+            let id = event.id.unwrap_or_else(Uuid::now_v7);
+            let position = self.next_position;
+            let offset_in_batch = self.buffer.len() as u64;
+            format::encode_event(
+                &EventRecordRef {
+                    position,
+                    revision,
+                    recorded_at: self.recorded_at,
+                    id,
+                    stream: &request.stream,
+                    event_type: &event.event_type,
+                    data: &event.data,
+                    metadata: event.metadata.as_ref(),
+                },
+                &mut self.buffer,
+            );
+            self.index.events.push(IndexedEvent {
+                stream_key: key.clone(),
+                revision,
+                id,
+                at: EventLocation {
+                    position,
+                    location: Location {
+                        segment: Position(0),
+                        offset: offset_in_batch,
+                    },
+                },
+            });
+            if event.id.is_some() {
+                self.ids.insert(
+                    id,
+                    IdSite {
+                        stream: request.stream.clone(),
+                        revision,
+                        position,
+                    },
+                );
+            }
+            self.next_position = position.next();
+            revision = revision.next();
+        }
+        let last_revision = Revision(revision.0 - 1);
+        let head = StreamHead {
+            last_revision,
+            created_at: current.map_or(self.recorded_at, |head| head.created_at),
+            updated_at: self.recorded_at,
+        };
+        match self.heads.entry(key) {
+            Entry::Occupied(mut entry) => entry.get_mut().0 = head,
+            Entry::Vacant(entry) => {
+                entry.insert((head, current.is_none()));
+            }
+        }
+        AppendOutcome {
+            stream: request.stream.clone(),
+            first_revision,
+            last_revision,
+            first_position,
+            last_position: Position(self.next_position.0 - 1),
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! The state the writer thread and the readers share.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use runnel_core::{Position, StoreError};
+use tokio::sync::watch;
+
+use crate::config::EngineConfig;
+use crate::index::Index;
+use crate::io::StorageIo;
+use crate::log::segment::Segments;
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) log_dir: PathBuf,
+    pub(crate) io: Arc<dyn StorageIo>,
+    pub(crate) index: Index,
+    pub(crate) segments: Segments,
+    pub(crate) config: EngineConfig,
+    /// The last durable (and indexed) position: readers never read past it. The writer holds
+    /// the sending side, so followers learn that the store closed when the writer stops.
+    pub(crate) head: watch::Receiver<Option<Position>>,
+    poison: Mutex<Option<String>>,
+    pub(crate) stats: EngineStats,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        log_dir: PathBuf,
+        io: Arc<dyn StorageIo>,
+        index: Index,
+        segments: Segments,
+        config: EngineConfig,
+        head: watch::Receiver<Option<Position>>,
+    ) -> Self {
+        Self {
+            log_dir,
+            io,
+            index,
+            segments,
+            config,
+            head,
+            poison: Mutex::new(None),
+            stats: EngineStats::default(),
+        }
+    }
+
+    pub(crate) fn head(&self) -> Option<Position> {
+        *self.head.borrow()
+    }
+
+    /// Stops all further writes: after a failed write or sync the file's state is unknown (a
+    /// failed fsync may have dropped the dirty pages), so carrying on could acknowledge data that
+    /// is not on disk. Restarting recovers from what is.
+    pub(crate) fn poison(&self, cause: &StoreError) {
+        let mut poison = self
+            .poison
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if poison.is_none() {
+            tracing::error!(error = %cause, "the store stops writing after an I/O failure");
+            *poison = Some(cause.to_string());
+        }
+    }
+
+    pub(crate) fn check_poison(&self) -> Result<(), StoreError> {
+        let poison = self
+            .poison
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &*poison {
+            Some(cause) => Err(StoreError::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Upper bounds, in microseconds, of the fsync latency histogram's buckets.
+pub const FSYNC_BUCKETS_MICROS: [u64; 12] = [
+    50, 100, 200, 300, 500, 750, 1_000, 2_000, 5_000, 10_000, 50_000, 250_000,
+];
+
+/// Counters the writer keeps, for metrics. Cheap to update: relaxed atomics.
+#[derive(Debug, Default)]
+pub(crate) struct EngineStats {
+    batches: AtomicU64,
+    events: AtomicU64,
+    bytes: AtomicU64,
+    fsync_micros_total: AtomicU64,
+    /// Cumulative counts per bucket of [`FSYNC_BUCKETS_MICROS`], plus one for larger values.
+    fsync_buckets: [AtomicU64; FSYNC_BUCKETS_MICROS.len() + 1],
+}
+
+impl EngineStats {
+    pub(crate) fn record_batch(&self, events: u64, bytes: u64, fsync: Duration) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.events.fetch_add(events, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let micros = fsync.as_micros() as u64;
+        self.fsync_micros_total.fetch_add(micros, Ordering::Relaxed);
+        let bucket = FSYNC_BUCKETS_MICROS
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(FSYNC_BUCKETS_MICROS.len());
+        self.fsync_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            batches: self.batches.load(Ordering::Relaxed),
+            events_written: self.events.load(Ordering::Relaxed),
+            bytes_written: self.bytes.load(Ordering::Relaxed),
+            fsync_micros_total: self.fsync_micros_total.load(Ordering::Relaxed),
+            fsync_buckets: std::array::from_fn(|i| self.fsync_buckets[i].load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// A point-in-time copy of the writer's counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Group commits: one write and one fdatasync each.
+    pub batches: u64,
+    pub events_written: u64,
+    /// Bytes written to the log, framing included.
+    pub bytes_written: u64,
+    pub fsync_micros_total: u64,
+    /// Fsyncs per latency bucket (not cumulative): bucket `i` counts those at most
+    /// `FSYNC_BUCKETS_MICROS[i]`, the last one the rest.
+    pub fsync_buckets: [u64; FSYNC_BUCKETS_MICROS.len() + 1],
+}
