@@ -25,3 +25,13 @@ pub use io::{OsIo, SegmentFile, StorageIo};
 pub use shared::{FSYNC_BUCKETS_MICROS, StatsSnapshot};
 pub use store::{EmbeddedStore, OpenReport};
 pub use verify::{VerifyReport, verify};
+
+/// Entry points for the fuzz targets (`fuzz/`); not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Runs every decoder of the log format over `bytes`, ignoring the results: the decoders
+    /// must return errors for bad input, never panic.
+    pub fn decode_everything(bytes: &[u8]) {
+        crate::log::format::decode_everything(bytes);
+    }
+}

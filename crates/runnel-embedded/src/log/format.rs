@@ -400,6 +400,21 @@ fn decode_event_payload(payload: &[u8]) -> Result<RecordedEvent, FormatError> {
     })
 }
 
+/// Every decoder over the same bytes, for fuzzing: at every offset, as a frame, a batch header,
+/// an event and a segment header.
+pub(crate) fn decode_everything(bytes: &[u8]) {
+    let _ = SegmentHeader::decode(bytes);
+    for start in 0..bytes.len().min(64) {
+        let tail = &bytes[start..];
+        if let Ok(Some(frame)) = FrameHeader::decode(tail) {
+            let end = frame.frame_len().min(tail.len());
+            let _ = frame.check(&tail[FRAME_HEADER_LEN.min(end)..end]);
+        }
+        let _ = decode_batch_header(tail);
+        let _ = decode_event(tail);
+    }
+}
+
 fn put_str_u8(out: &mut Vec<u8>, value: &str) {
     debug_assert!(value.len() <= usize::from(u8::MAX));
     out.push(value.len() as u8);
@@ -635,10 +650,7 @@ mod tests {
     proptest! {
         #[test]
         fn decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = decode_event(&bytes);
-            let _ = decode_batch_header(&bytes);
-            let _ = SegmentHeader::decode(&bytes);
-            let _ = FrameHeader::decode(&bytes);
+            decode_everything(&bytes);
         }
 
         #[test]
