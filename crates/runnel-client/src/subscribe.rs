@@ -34,6 +34,9 @@ pub struct ReconnectPolicy {
     /// The wait before the first reconnection; it doubles with every failure after that.
     pub initial_delay: Duration,
     pub max_delay: Duration,
+    /// Whether a subscription whose very first connection fails retries it too. `false` suits
+    /// interactive tools, where a wrong URL should be reported at once.
+    pub retry_first_connection: bool,
 }
 
 impl Default for ReconnectPolicy {
@@ -42,6 +45,7 @@ impl Default for ReconnectPolicy {
             max_attempts: 10,
             initial_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(5),
+            retry_first_connection: true,
         }
     }
 }
@@ -103,6 +107,7 @@ impl Subscription {
             response: None,
             connected_at: Instant::now(),
             healthy: false,
+            ever_connected: false,
             closing_reason: None,
             pending: VecDeque::new(),
             delivered: None,
@@ -143,6 +148,8 @@ struct Connection {
     connected_at: Instant,
     /// The current connection delivered an event.
     healthy: bool,
+    /// A connection was opened at least once.
+    ever_connected: bool,
     /// The server's `: closing: ...` comment on the current connection, for the error message.
     closing_reason: Option<String>,
     /// Events parsed from the last chunk, not yet handed out; at most one chunk's worth.
@@ -189,12 +196,18 @@ impl Connection {
         match self.open().await {
             Ok(response) => {
                 self.response = Some(response);
+                self.ever_connected = true;
                 self.connected_at = Instant::now();
                 self.healthy = false;
                 self.closing_reason = None;
                 Ok(())
             }
             Err(ConnectError::Fatal(error)) => Err(error),
+            Err(ConnectError::Retry(error))
+                if !self.ever_connected && !self.client.config.reconnect.retry_first_connection =>
+            {
+                Err(error)
+            }
             Err(ConnectError::Retry(error)) => self.connection_failed(error),
         }
     }
@@ -433,6 +446,7 @@ mod tests {
                 max_attempts,
                 initial_delay: Duration::from_millis(10),
                 max_delay: Duration::from_millis(50),
+                retry_first_connection: true,
             })
             .build()
             .expect("valid client")
@@ -514,6 +528,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_first_connection_that_fails_is_reported_at_once_when_so_configured() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        drop(listener);
+        let client = Client::builder(&url)
+            .reconnect_policy(ReconnectPolicy {
+                max_attempts: 5,
+                initial_delay: Duration::from_secs(10),
+                max_delay: Duration::from_secs(10),
+                retry_first_connection: false,
+            })
+            .build()
+            .expect("valid client");
+        let mut subscription = client.subscribe(SubscribeFrom::End, EventFilter::default());
+        let first = tokio::time::timeout(Duration::from_secs(5), subscription.next())
+            .await
+            .expect("no backoff wait before the error");
+        assert!(
+            matches!(first, Some(Err(ClientError::Transport { .. }))),
+            "{first:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_server_that_keeps_hanging_up_at_once_is_given_up_on_with_its_reason() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -573,6 +611,7 @@ mod tests {
             max_attempts: 5,
             initial_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(1_000),
+            retry_first_connection: true,
         };
         let within = |delay: Duration, base_ms: u64| {
             let ms = delay.as_millis() as u64;

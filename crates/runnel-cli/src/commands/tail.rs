@@ -1,7 +1,7 @@
 //! `runnel tail`: follow `$all` live, optionally filtered, over the server's event stream.
 
 use futures::TryStreamExt;
-use runnel_client::{EventFilter, StreamName, SubscribeFrom};
+use runnel_client::{EventFilter, ReconnectPolicy, StreamName, SubscribeFrom};
 
 use super::CommandResult;
 use super::client_args::{
@@ -51,7 +51,14 @@ pub(crate) async fn run(args: TailArgs) -> CommandResult {
 }
 
 async fn tail(args: &TailArgs) -> Result<(), Failure> {
-    let client = args.client.client()?;
+    // Reconnect after a drop (a restarted server), but report a wrong URL at once.
+    let policy = ReconnectPolicy {
+        retry_first_connection: false,
+        ..ReconnectPolicy::default()
+    };
+    let client = args
+        .client
+        .client_with(|builder| builder.reconnect_policy(policy))?;
     let filter = EventFilter {
         stream_types: args.stream_types.clone(),
         event_types: args.event_types.clone(),
