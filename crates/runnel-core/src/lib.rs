@@ -22,4 +22,4 @@ pub use read::{
     AllFilter, AllSlice, Direction, MAX_PAGE_LIMIT, Page, StreamInfo, StreamPage, StreamSlice,
     StreamTypeInfo,
 };
-pub use store::{HeadWatch, Store};
+pub use store::{HeadWatch, Store, StoreMetrics};

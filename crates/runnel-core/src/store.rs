@@ -61,11 +61,31 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The limits every append is checked against.
     fn limits(&self) -> AppendLimits;
 
+    /// Counters for metrics; engines that keep none report zeros.
+    fn metrics(&self) -> StoreMetrics {
+        StoreMetrics::default()
+    }
+
     /// `Ok` when the store serves reads and writes; the reason otherwise.
     async fn ready(&self) -> Result<(), StoreError>;
 
     /// Stops accepting appends, finishes the ones queued, and syncs. Idempotent.
     async fn close(&self) -> Result<(), StoreError>;
+}
+
+/// What an engine counts about its writes, for Prometheus.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreMetrics {
+    /// Group commits: one durable write (an fdatasync, or a database commit) each.
+    pub commits: u64,
+    pub events_written: u64,
+    /// Bytes written to storage, framing included.
+    pub bytes_written: u64,
+    /// Upper bounds, in microseconds, of the durable-write latency histogram's buckets.
+    pub sync_bucket_bounds_micros: Vec<u64>,
+    /// Durable writes per bucket (not cumulative); one more entry than the bounds, for the rest.
+    pub sync_bucket_counts: Vec<u64>,
+    pub sync_micros_total: u64,
 }
 
 /// A follower's view of the durable head.

@@ -7,8 +7,8 @@ use std::thread::JoinHandle;
 use async_trait::async_trait;
 use runnel_core::{
     AllFilter, AllSlice, AppendLimits, AppendOutcome, AppendRequest, Direction, HeadWatch,
-    MAX_PAGE_LIMIT, Page, Position, Revision, Store, StoreError, StreamId, StreamInfo, StreamName,
-    StreamSlice, StreamType, StreamTypeInfo,
+    MAX_PAGE_LIMIT, Page, Position, Revision, Store, StoreError, StoreMetrics, StreamId,
+    StreamInfo, StreamName, StreamSlice, StreamType, StreamTypeInfo,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,7 +20,7 @@ use crate::log::reader::{LogScanner, ScannedFrame, read_event_at};
 use crate::log::recovery::{self, Reindexer};
 use crate::log::segment::{Segment, Segments};
 use crate::log::writer::{AppendJob, Writer, WriterCommand};
-use crate::shared::{Shared, StatsSnapshot};
+use crate::shared::{FSYNC_BUCKETS_MICROS, Shared, StatsSnapshot};
 
 /// The log lives in this subdirectory of the data directory, the index beside it.
 pub(crate) const LOG_DIR: &str = "log";
@@ -487,6 +487,18 @@ impl Store for EmbeddedStore {
 
     fn limits(&self) -> AppendLimits {
         self.shared.config.limits
+    }
+
+    fn metrics(&self) -> StoreMetrics {
+        let stats = self.stats();
+        StoreMetrics {
+            commits: stats.batches,
+            events_written: stats.events_written,
+            bytes_written: stats.bytes_written,
+            sync_bucket_bounds_micros: FSYNC_BUCKETS_MICROS.to_vec(),
+            sync_bucket_counts: stats.fsync_buckets.to_vec(),
+            sync_micros_total: stats.fsync_micros_total,
+        }
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -11,7 +11,13 @@ use runnel_testkit::property::{CheckOptions, check_against_model, ops_strategy};
 /// closed.
 async fn embedded() -> Fixture {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let store = EmbeddedStore::open(dir.path(), EngineConfig::default())
+    // The smallest segments the default limits allow: every test opens a fresh store, and each
+    // open zero-fills a segment and a spare.
+    let config = EngineConfig {
+        segment_bytes: 8 * 1024 * 1024,
+        ..EngineConfig::default()
+    };
+    let store = EmbeddedStore::open(dir.path(), config)
         .unwrap_or_else(|error| panic!("the embedded store opens in a fresh directory: {error}"));
     Fixture::new(Arc::new(store), dir)
 }
