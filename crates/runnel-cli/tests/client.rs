@@ -720,3 +720,34 @@ async fn health_checks_answer_through_the_client() {
     client.health_live().await.expect("live");
     client.health_ready().await.expect("ready");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_tail_exits_with_0() {
+    let server = Server::start().ready().await;
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_runnel"))
+        .args(["tail"])
+        .env("RUNNEL_URL", &server.base)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tail starts");
+    let mut header = String::new();
+    BufReader::new(tail.stdout.take().expect("piped"))
+        .read_line(&mut header)
+        .expect("the header line");
+    assert!(header.contains("POSITION"), "{header}");
+    let interrupted = Command::new("kill")
+        .args(["-INT", &tail.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success());
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = tail.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "tail did not stop on SIGINT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+}

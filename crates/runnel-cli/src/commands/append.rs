@@ -62,7 +62,8 @@ pub(crate) struct AppendArgs {
     id: Option<Uuid>,
 
     /// Reading stdin: send this many events per append, as they arrive (default: all of
-    /// stdin in one atomic append).
+    /// stdin in one atomic append). Each batch is atomic; when one fails, the batches before
+    /// it stay written and their results have been printed.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     batch: Option<u32>,
 

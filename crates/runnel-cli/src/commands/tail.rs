@@ -43,9 +43,11 @@ pub(crate) struct TailArgs {
 
 pub(crate) async fn run(args: TailArgs) -> CommandResult {
     let outcome = tokio::select! {
-        outcome = tail(&args) => outcome,
+        // Polled first, so the handler is in place before anything is printed.
+        biased;
         // Interrupting a tail is how people end it: not an error.
         _ = tokio::signal::ctrl_c() => Ok(()),
+        outcome = tail(&args) => outcome,
     };
     Ok(exit_code(outcome))
 }
