@@ -88,7 +88,20 @@ impl AppendRequest {
         self.check_limits(limits)
     }
 
-    /// The limit checks alone, for the server's own writes to system streams.
+    /// The checks of a system-stream append, which only the server makes.
+    pub fn check_system(&self, limits: &AppendLimits) -> Result<(), StoreError> {
+        if self.events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        if !self.stream.stream_type().is_system() {
+            return Err(StoreError::NotASystemStream {
+                stream: self.stream.clone(),
+            });
+        }
+        self.check_limits(limits)
+    }
+
+    /// The limit checks alone.
     pub fn check_limits(&self, limits: &AppendLimits) -> Result<(), StoreError> {
         if self.events.len() > limits.max_events_per_append {
             return Err(StoreError::LimitExceeded {

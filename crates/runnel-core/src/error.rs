@@ -42,6 +42,9 @@ pub enum StoreError {
     #[error("stream {stream} is a system stream; only the server writes it")]
     SystemStream { stream: StreamName },
 
+    #[error("stream {stream} is not a system stream")]
+    NotASystemStream { stream: StreamName },
+
     #[error("{} exceeds {limit} = {max} (got {actual})", index.map_or("the append".to_owned(), |i| format!("event {i}")))]
     LimitExceeded {
         limit: LimitKind,

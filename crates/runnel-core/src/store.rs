@@ -17,6 +17,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Appends atomically, acknowledging only once the events are durable.
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError>;
 
+    /// Appends to a system stream (`$audit`, `$keys`, …): the server's own records, which
+    /// clients can never write. Same guarantees as [`Store::append`]; anything else than a
+    /// system stream is refused with [`StoreError::NotASystemStream`].
+    async fn append_system(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError>;
+
     /// Up to `limit` events of `stream` from `from` (default: the first revision forward, the
     /// last backward). [`StoreError::StreamNotFound`] when the stream has no events.
     async fn read_stream(

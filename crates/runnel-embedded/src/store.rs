@@ -166,16 +166,39 @@ impl EmbeddedStore {
             .clone()
     }
 
-    fn join_writer(&self) {
-        let handle = self
-            .writer
+    fn take_writer(&self) -> Option<JoinHandle<()>> {
+        self.writer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+            .take()
+    }
+
+    fn join_writer(handle: Option<JoinHandle<()>>) {
         if let Some(handle) = handle
             && handle.join().is_err()
         {
             tracing::error!("the writer thread panicked");
+        }
+    }
+
+    /// Queues a checked append for the writer and waits for its answer.
+    async fn enqueue(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        self.shared.check_poison()?;
+        let sender = self.sender().ok_or(StoreError::ShuttingDown)?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .send(WriterCommand::Append(AppendJob { request, reply }))
+            .await
+            .map_err(|_| StoreError::ShuttingDown)?;
+        match answer.await {
+            Ok(outcome) => outcome,
+            // The writer went away without answering: it stopped (closed or crashed) before
+            // this append was written, or while it was.
+            Err(_) => Err(self
+                .shared
+                .check_poison()
+                .err()
+                .unwrap_or(StoreError::ShuttingDown)),
         }
     }
 
@@ -204,7 +227,7 @@ impl Drop for EmbeddedStore {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take(),
         );
-        self.join_writer();
+        Self::join_writer(self.take_writer());
     }
 }
 
@@ -362,23 +385,12 @@ fn read_all_blocking(
 impl Store for EmbeddedStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         request.check(&self.shared.config.limits)?;
-        self.shared.check_poison()?;
-        let sender = self.sender().ok_or(StoreError::ShuttingDown)?;
-        let (reply, answer) = oneshot::channel();
-        sender
-            .send(WriterCommand::Append(AppendJob { request, reply }))
-            .await
-            .map_err(|_| StoreError::ShuttingDown)?;
-        match answer.await {
-            Ok(outcome) => outcome,
-            // The writer went away without answering: it stopped (closed or crashed) before
-            // this append was written, or while it was.
-            Err(_) => Err(self
-                .shared
-                .check_poison()
-                .err()
-                .unwrap_or(StoreError::ShuttingDown)),
-        }
+        self.enqueue(request).await
+    }
+
+    async fn append_system(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        request.check_system(&self.shared.config.limits)?;
+        self.enqueue(request).await
     }
 
     async fn read_stream(
@@ -524,7 +536,9 @@ impl Store for EmbeddedStore {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take(),
         );
-        self.join_writer();
+        // The writer has answered `Close`, so joining it is quick; still, not on a runtime thread.
+        let handle = self.take_writer();
+        let _ = tokio::task::spawn_blocking(move || Self::join_writer(handle)).await;
         Ok(())
     }
 }

@@ -183,6 +183,7 @@ macro_rules! __for_each_behaviour {
             // Validation and limits.
             empty_append_is_rejected,
             append_to_a_system_stream_is_rejected,
+            system_appends_write_only_system_streams,
             event_larger_than_max_event_bytes_is_rejected_naming_the_limit,
             append_with_more_events_than_max_events_per_append_is_rejected_naming_the_limit,
             append_larger_than_max_append_bytes_is_rejected_naming_the_limit,

@@ -108,11 +108,21 @@ impl ModelStore {
 
     /// The append, synchronously: the checks in the order the model makes them, then the write.
     pub fn append_now(&self, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
+        request.check(&self.limits)?;
+        self.append_checked(request)
+    }
+
+    /// An append to a system stream, as only the server makes.
+    pub fn append_system_now(&self, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
+        request.check_system(&self.limits)?;
+        self.append_checked(request)
+    }
+
+    fn append_checked(&self, request: &AppendRequest) -> Result<AppendOutcome, StoreError> {
         let mut state = self.lock();
         if state.head.is_none() {
             return Err(StoreError::ShuttingDown);
         }
-        request.check(&self.limits)?;
         if let Some(original) = state.idempotent_outcome(request) {
             return Ok(original);
         }
@@ -360,6 +370,10 @@ impl ModelState {
 impl Store for ModelStore {
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
         self.append_now(&request)
+    }
+
+    async fn append_system(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        self.append_system_now(&request)
     }
 
     async fn read_stream(

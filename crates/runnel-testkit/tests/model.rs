@@ -204,6 +204,10 @@ impl Store for FlawedStore {
         self.inner.append(request).await
     }
 
+    async fn append_system(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        self.inner.append_system(request).await
+    }
+
     async fn read_stream(
         &self,
         stream: &StreamName,

@@ -96,6 +96,36 @@ pub async fn append_to_a_system_stream_is_rejected(fixture: Fixture) {
     assert_store_empty(store, "a refused system-stream append").await;
 }
 
+/// The server's own records go through `append_system`, with every guarantee of an append; it
+/// refuses ordinary streams, so it cannot be used to bypass a client's checks.
+pub async fn system_appends_write_only_system_streams(fixture: Fixture) {
+    let store = fixture.store.as_ref();
+    let audit = stream("$audit/keys");
+    let outcome = store
+        .append_system(runnel_core::AppendRequest {
+            stream: audit.clone(),
+            expected: ExpectedRevision::NoStream,
+            events: events(2, "KeyCreated"),
+        })
+        .await
+        .expect("a system append to $audit is accepted");
+    assert_outcome_shape(&outcome, &audit, 0, 2);
+    assert_last_revision(store, &audit, 1).await;
+    let order = stream("order/o-1");
+    let result = store
+        .append_system(runnel_core::AppendRequest {
+            stream: order.clone(),
+            expected: ExpectedRevision::Any,
+            events: events(1, "OrderPlaced"),
+        })
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::NotASystemStream { .. })),
+        "append_system to an ordinary stream should be NotASystemStream, got {result:?}"
+    );
+    assert_stream_not_found(store, &order).await;
+}
+
 pub async fn event_larger_than_max_event_bytes_is_rejected_naming_the_limit(fixture: Fixture) {
     let store = fixture.store.as_ref();
     let limits = store.limits();
