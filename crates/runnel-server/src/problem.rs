@@ -301,7 +301,9 @@ fn store_problem(error: &StoreError, retry_after_secs: u64) -> Problem {
         StoreError::Corrupt { .. }
         | StoreError::Io { .. }
         | StoreError::Index { .. }
-        | StoreError::InvalidConfig { .. } => Problem::new(
+        | StoreError::InvalidConfig { .. }
+        // Only the server writes system streams: this one would be its own bug.
+        | StoreError::NotASystemStream { .. } => Problem::new(
             S::INTERNAL_SERVER_ERROR,
             "store_error",
             "the store failed to serve this request; the server log has the cause",

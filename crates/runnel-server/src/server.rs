@@ -16,11 +16,21 @@ use crate::state::AppState;
 use crate::telemetry::Telemetry;
 
 /// A server bound to its address, not yet serving.
-#[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
-    state: AppState,
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("config", &self.config)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -32,7 +42,8 @@ impl Server {
         Ok(Self {
             listener,
             local_addr,
-            state: AppState::new(store, config),
+            config,
+            store,
         })
     }
 
@@ -46,7 +57,7 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let state = self.state;
+        let state = AppState::new(self.store, self.config);
         let upkeep = tokio::spawn(run_upkeep(state.telemetry().clone()));
         let signal_state = state.clone();
         let signal = async move {

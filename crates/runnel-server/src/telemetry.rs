@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use runnel_core::StoreMetrics;
 
 pub(crate) const HTTP_REQUESTS: &str = "runnel_http_requests_total";
 pub(crate) const HTTP_REQUEST_SECONDS: &str = "runnel_http_request_duration_seconds";
@@ -129,6 +130,61 @@ fn describe() {
     describe_gauge!(HEAD_POSITION, "The last durable position of the log");
 }
 
+/// The store's own counters in Prometheus text. They are cumulative in the engine, so they are
+/// written at scrape time rather than recorded through the facade; the latency buckets arrive
+/// per bucket and Prometheus wants them cumulative.
+pub(crate) fn render_store_metrics(metrics: &StoreMetrics, out: &mut String) {
+    use std::fmt::Write as _;
+    let name = "runnel_store_sync_duration_seconds";
+    if !metrics.sync_bucket_bounds_micros.is_empty()
+        && metrics.sync_bucket_counts.len() == metrics.sync_bucket_bounds_micros.len() + 1
+    {
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time of each durable write (an fdatasync per group commit)"
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0u64;
+        for (bound, count) in metrics
+            .sync_bucket_bounds_micros
+            .iter()
+            .zip(&metrics.sync_bucket_counts)
+        {
+            cumulative += count;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1e6
+            );
+        }
+        let total: u64 = metrics.sync_bucket_counts.iter().sum();
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(out, "{name}_sum {}", metrics.sync_micros_total as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {total}");
+    }
+    for (metric, help, value) in [
+        (
+            "runnel_store_commits_total",
+            "Durable writes (group commits)",
+            metrics.commits,
+        ),
+        (
+            "runnel_store_events_written_total",
+            "Events written to storage",
+            metrics.events_written,
+        ),
+        (
+            "runnel_store_bytes_written_total",
+            "Bytes written to storage, framing included",
+            metrics.bytes_written,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {metric} {help}");
+        let _ = writeln!(out, "# TYPE {metric} counter");
+        let _ = writeln!(out, "{metric} {value}");
+    }
+}
+
 /// Counts one open subscription for as long as it lives.
 #[derive(Debug)]
 pub(crate) struct OpenSubscription(());
@@ -143,5 +199,34 @@ impl OpenSubscription {
 impl Drop for OpenSubscription {
     fn drop(&mut self) {
         metrics::gauge!(SUBSCRIPTIONS_OPEN).decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_latency_buckets_are_rendered_cumulatively() {
+        let metrics = StoreMetrics {
+            commits: 3,
+            events_written: 5,
+            bytes_written: 700,
+            sync_bucket_bounds_micros: vec![100, 1_000],
+            sync_bucket_counts: vec![1, 2, 0],
+            sync_micros_total: 1_500,
+        };
+        let mut out = String::new();
+        render_store_metrics(&metrics, &mut out);
+        for line in [
+            r#"runnel_store_sync_duration_seconds_bucket{le="0.0001"} 1"#,
+            r#"runnel_store_sync_duration_seconds_bucket{le="0.001"} 3"#,
+            r#"runnel_store_sync_duration_seconds_bucket{le="+Inf"} 3"#,
+            "runnel_store_sync_duration_seconds_sum 0.0015",
+            "runnel_store_sync_duration_seconds_count 3",
+            "runnel_store_events_written_total 5",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing in\n{out}");
+        }
     }
 }

@@ -1,10 +1,218 @@
-//! `runnel serve`.
+//! `runnel serve`: the HTTP server on the embedded engine.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use runnel_core::Store;
+use runnel_embedded::EmbeddedStore;
+use runnel_server::Server;
+use serde::Serialize;
 
 use super::CommandResult;
+use crate::config::{LogFormat, ServeConfig};
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct ServeArgs {}
+/// Every option can also be set by its `RUNNEL_*` variable or in the `--config` file (same name,
+/// in snake_case); a flag wins over its variable, which wins over the file.
+#[derive(Debug, clap::Args, Serialize)]
+pub(crate) struct ServeArgs {
+    /// A TOML file with any of the settings below, e.g. `listen = "0.0.0.0:2113"`.
+    #[arg(long, env = "RUNNEL_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
 
-pub(crate) async fn run(_args: ServeArgs) -> CommandResult {
-    anyhow::bail!("`runnel serve` is being built")
+    /// Where the data lives [default: ./runnel-data]
+    #[arg(long, env = "RUNNEL_DATA_DIR", value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+
+    /// The address to listen on; port 0 picks a free one [default: 127.0.0.1:2113]
+    #[arg(long, env = "RUNNEL_LISTEN", value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+
+    /// Log lines for people or for machines [default: text]
+    #[arg(long, env = "RUNNEL_LOG_FORMAT", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
+
+    /// A tracing filter, e.g. `info` or `info,runnel_server=debug` [default: info]
+    #[arg(long, env = "RUNNEL_LOG_LEVEL", value_name = "FILTER")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_level: Option<String>,
+
+    /// The largest request body; larger ones get 413 [default: 8388608]
+    #[arg(long, env = "RUNNEL_MAX_BODY_BYTES", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_body_bytes: Option<usize>,
+
+    /// Time until a response must start; then 503 [default: 30000]
+    #[arg(long, env = "RUNNEL_REQUEST_TIMEOUT_MS", value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_timeout_ms: Option<u64>,
+
+    /// Requests handled at once; more are shed with 503 and Retry-After [default: 1024]
+    #[arg(long, env = "RUNNEL_MAX_CONCURRENT_REQUESTS", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_concurrent_requests: Option<usize>,
+
+    /// Live subscriptions open at once; more get 429 [default: 1024]
+    #[arg(long, env = "RUNNEL_MAX_SUBSCRIPTIONS", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_subscriptions: Option<usize>,
+
+    /// How often an idle subscription gets a `: keep-alive` comment [default: 15000]
+    #[arg(long, env = "RUNNEL_HEARTBEAT_MS", value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heartbeat_ms: Option<u64>,
+
+    /// A live subscription this many events behind the head is closed (clients resume with
+    /// Last-Event-ID) [default: 1000000]
+    #[arg(long, env = "RUNNEL_SUBSCRIPTION_MAX_LAG_EVENTS", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscription_max_lag_events: Option<u64>,
+
+    /// How long shutdown waits for in-flight requests [default: 10000]
+    #[arg(long, env = "RUNNEL_SHUTDOWN_GRACE_MS", value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shutdown_grace_ms: Option<u64>,
+
+    #[arg(help = with_default("Events per append", ServeConfig::default().max_events_per_append))]
+    #[arg(long, env = "RUNNEL_MAX_EVENTS_PER_APPEND", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_events_per_append: Option<usize>,
+
+    #[arg(help = with_default("Bytes per event (type + data + metadata)", ServeConfig::default().max_event_bytes))]
+    #[arg(long, env = "RUNNEL_MAX_EVENT_BYTES", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_event_bytes: Option<usize>,
+
+    #[arg(help = with_default("Bytes per append, all events together", ServeConfig::default().max_append_bytes))]
+    #[arg(long, env = "RUNNEL_MAX_APPEND_BYTES", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_append_bytes: Option<usize>,
+
+    #[arg(help = with_default("Appends waiting for the log writer; more wait for room", ServeConfig::default().max_queued_appends))]
+    #[arg(long, env = "RUNNEL_MAX_QUEUED_APPENDS", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_queued_appends: Option<usize>,
+
+    #[arg(help = with_default("The size of each log segment file", ServeConfig::default().segment_bytes))]
+    #[arg(long, env = "RUNNEL_SEGMENT_BYTES", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segment_bytes: Option<u64>,
+}
+
+/// Help for a setting whose default belongs to the engine, so the text follows it.
+fn with_default(what: &str, default: impl std::fmt::Display) -> String {
+    format!("{what} [default: {default}]")
+}
+
+pub(crate) async fn run(args: ServeArgs) -> CommandResult {
+    let config = ServeConfig::load(args.config.as_deref(), &args)?;
+    init_logging(&config)?;
+    let dir = config.data_dir.clone();
+    let engine = config.engine();
+    // Opening recovers and verifies the log: blocking file work, off the async threads.
+    let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, engine))
+        .await
+        .context("the store's open task failed")?
+        .with_context(|| {
+            format!(
+                "cannot open the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let server = match Server::bind(config.server(), Arc::clone(&store)).await {
+        Ok(server) => server,
+        Err(error) => {
+            let _ = store.close().await;
+            return Err(error.into());
+        }
+    };
+    announce(server.local_addr(), &config);
+    server.run(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Tells a person (and the test harness, which reads the first line) where to go.
+fn announce(addr: SocketAddr, config: &ServeConfig) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "Runnel {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(out, "  API docs:       http://{addr}/docs/");
+    let _ = writeln!(out, "  data directory: {}", config.data_dir.display());
+    let _ = out.flush();
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+}
+
+fn init_logging(config: &ServeConfig) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .with_context(|| format!("invalid --log-level {:?}", config.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let installed = match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|error| anyhow::anyhow!("cannot install the logger: {error}"))
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM, the signals a person and a container platform send.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[derive(Debug, clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    #[test]
+    fn help_states_the_real_default_of_every_setting() {
+        let help = Wrapper::command().render_long_help().to_string();
+        let defaults = serde_json::to_value(ServeConfig::default()).expect("serialises");
+        for (name, value) in defaults.as_object().expect("object") {
+            let flag = format!("--{}", name.replace('_', "-"));
+            assert!(help.contains(&flag), "{flag} is not an option:\n{help}");
+            let shown = match value {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            assert!(
+                help.contains(&format!("[default: {shown}]")),
+                "{flag} does not document its default {shown}:\n{help}"
+            );
+        }
+    }
 }

@@ -5,9 +5,10 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
-use crate::telemetry::HEAD_POSITION;
+use crate::telemetry::{HEAD_POSITION, render_store_metrics};
 
-/// Prometheus metrics: requests and latency per route, appends, subscriptions.
+/// Prometheus metrics: requests and latency per route, appends, subscriptions, and the store's
+/// durable writes (commits, bytes, fsync latency).
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -18,7 +19,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(head) = state.store().watch_head().current() {
         metrics::gauge!(HEAD_POSITION).set(head.0 as f64);
     }
-    let mut response = state.telemetry().render().into_response();
+    let mut text = state.telemetry().render();
+    render_store_metrics(&state.store().metrics(), &mut text);
+    let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

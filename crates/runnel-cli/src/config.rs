@@ -1,0 +1,157 @@
+//! `runnel serve`'s settings: defaults, then an optional `runnel.toml`, then `RUNNEL_*`
+//! environment variables and flags (clap reads both; a flag wins over its variable).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use figment::Figment;
+use figment::providers::{Format as _, Serialized, Toml};
+use runnel_core::AppendLimits;
+use runnel_server::ServerConfig;
+use serde::{Deserialize, Serialize};
+
+/// Every setting of `runnel serve`, as the TOML file spells it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ServeConfig {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) listen: SocketAddr,
+    pub(crate) log_format: LogFormat,
+    pub(crate) log_level: String,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) request_timeout_ms: u64,
+    pub(crate) max_concurrent_requests: usize,
+    pub(crate) max_subscriptions: usize,
+    pub(crate) heartbeat_ms: u64,
+    pub(crate) subscription_max_lag_events: u64,
+    pub(crate) shutdown_grace_ms: u64,
+    pub(crate) max_events_per_append: usize,
+    pub(crate) max_event_bytes: usize,
+    pub(crate) max_append_bytes: usize,
+    pub(crate) max_queued_appends: usize,
+    pub(crate) segment_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        let server = ServerConfig::default();
+        let limits = AppendLimits::default();
+        let engine = runnel_embedded::EngineConfig::default();
+        Self {
+            data_dir: PathBuf::from("./runnel-data"),
+            listen: server.listen,
+            log_format: LogFormat::Text,
+            log_level: "info".to_owned(),
+            max_body_bytes: server.max_body_bytes,
+            request_timeout_ms: server.request_timeout_ms,
+            max_concurrent_requests: server.max_concurrent_requests,
+            max_subscriptions: server.max_subscriptions,
+            heartbeat_ms: server.heartbeat_ms,
+            subscription_max_lag_events: server.subscription_max_lag_events,
+            shutdown_grace_ms: server.shutdown_grace_ms,
+            max_events_per_append: limits.max_events_per_append,
+            max_event_bytes: limits.max_event_bytes,
+            max_append_bytes: limits.max_append_bytes,
+            max_queued_appends: engine.max_queued_appends,
+            segment_bytes: engine.segment_bytes,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Defaults, overlaid with `file` (when given), overlaid with `overrides` (flags and
+    /// environment variables, serialised with unset options left out).
+    pub(crate) fn load(file: Option<&Path>, overrides: &impl Serialize) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Self::default()));
+        if let Some(file) = file {
+            if !file.is_file() {
+                anyhow::bail!("the configuration file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .context("invalid configuration")
+    }
+
+    pub(crate) fn server(&self) -> ServerConfig {
+        ServerConfig {
+            listen: self.listen,
+            max_body_bytes: self.max_body_bytes,
+            request_timeout_ms: self.request_timeout_ms,
+            max_concurrent_requests: self.max_concurrent_requests,
+            max_subscriptions: self.max_subscriptions,
+            heartbeat_ms: self.heartbeat_ms,
+            subscription_max_lag_events: self.subscription_max_lag_events,
+            shutdown_grace_ms: self.shutdown_grace_ms,
+            ..ServerConfig::default()
+        }
+    }
+
+    pub(crate) fn engine(&self) -> runnel_embedded::EngineConfig {
+        runnel_embedded::EngineConfig {
+            limits: AppendLimits {
+                max_events_per_append: self.max_events_per_append,
+                max_event_bytes: self.max_event_bytes,
+                max_append_bytes: self.max_append_bytes,
+            },
+            max_queued_appends: self.max_queued_appends,
+            segment_bytes: self.segment_bytes,
+            ..runnel_embedded::EngineConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    #[derive(Serialize)]
+    struct Overrides {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        listen: Option<SocketAddr>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        heartbeat_ms: Option<u64>,
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(
+            file,
+            "listen = \"127.0.0.1:9000\"\nheartbeat_ms = 500\nmax_subscriptions = 7"
+        )
+        .expect("write");
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:9001".parse().expect("addr")),
+            heartbeat_ms: None,
+        };
+        let config = ServeConfig::load(Some(file.path()), &overrides).expect("loads");
+        assert_eq!(config.listen.port(), 9001);
+        assert_eq!(config.heartbeat_ms, 500);
+        assert_eq!(config.max_subscriptions, 7);
+        assert_eq!(config.data_dir, PathBuf::from("./runnel-data"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(file, "lisen = \"127.0.0.1:9000\"").expect("write");
+        let overrides = Overrides {
+            listen: None,
+            heartbeat_ms: None,
+        };
+        let error = ServeConfig::load(Some(file.path()), &overrides).expect_err("typo");
+        assert!(format!("{error:#}").contains("lisen"), "{error:#}");
+    }
+}
