@@ -1,0 +1,387 @@
+//! `TestServer`: the real `runnel serve` on a free port, killed when dropped.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt as _};
+use serde_json::{Value, json};
+
+/// How long the server may take to print its address and turn ready.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub(crate) struct TestServer {
+    child: Child,
+    pub(crate) base: String,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) http: reqwest::Client,
+    /// The lines the server printed on start.
+    pub(crate) banner: Vec<String>,
+    log_file: PathBuf,
+    /// Owns the temporary directory when the server made its own.
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub(crate) async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    pub(crate) async fn start_with(args: &[&str]) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let mut server = Self::start_in(&data_dir, args).await;
+        server._temp = Some(temp);
+        server
+    }
+
+    /// Starts on `data_dir`, which outlives the server (for restarts).
+    pub(crate) async fn start_in(data_dir: &Path, args: &[&str]) -> Self {
+        let log_file = data_dir.with_extension(format!("log-{}", unique()));
+        let log = std::fs::File::create(&log_file).expect("log file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--log-level",
+                "info,runnel_server=debug",
+            ])
+            .args(args)
+            .env_remove("RUNNEL_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("the runnel binary starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (lines_tx, lines_rx) = mpsc::channel();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let banner = read_banner(&lines_rx, &mut child, &log_file);
+        let addr = banner[0]
+            .split("listening on http://")
+            .nth(1)
+            .expect("the first line names the address")
+            .trim()
+            .to_owned();
+        let server = Self {
+            child,
+            base: format!("http://{addr}"),
+            data_dir: data_dir.to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("client"),
+            banner,
+            log_file,
+            _temp: None,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(response) = self.http.get(self.url("/health/ready")).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready in time; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_file).unwrap_or_default()
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET sent")
+    }
+
+    pub(crate) async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub(crate) async fn post(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("POST sent")
+    }
+
+    pub(crate) async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self.post(path, body.to_string()).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Appends and expects success; returns the 200 body.
+    pub(crate) async fn append(&self, stream: &str, body: Value) -> Value {
+        let (status, answer) = self
+            .post_json(&format!("/streams/{stream}/events"), &body)
+            .await;
+        assert_eq!(status, 200, "append to {stream}: {answer}");
+        answer
+    }
+
+    /// Appends `count` JSON events of type `event_type` with `{"n": i}` data.
+    pub(crate) async fn append_n(&self, stream: &str, event_type: &str, count: usize) -> Value {
+        let events: Vec<Value> = (0..count)
+            .map(|n| json!({"type": event_type, "data": {"n": n}}))
+            .collect();
+        self.append(stream, json!({"events": events})).await
+    }
+
+    pub(crate) async fn subscribe(&self, query: &str, last_event_id: Option<u64>) -> SseReader {
+        let mut request = self.http.get(self.url(&format!("/subscribe{query}")));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.expect("subscribe sent");
+        assert_eq!(response.status(), 200, "subscribe{query}");
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        SseReader::new(response)
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub(crate) fn terminate(&mut self, within: Duration) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+        self.wait_exit(within)
+    }
+
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit within {within:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's resident memory, in KiB.
+    pub(crate) fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS line")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log_file);
+    }
+}
+
+fn read_banner(lines: &mpsc::Receiver<String>, child: &mut Child, log_file: &Path) -> Vec<String> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut banner = Vec::new();
+    while banner.len() < 3 {
+        match lines.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) => banner.push(line),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "the server exited with {status} before it listened; log:\n{}",
+                        std::fs::read_to_string(log_file).unwrap_or_default()
+                    );
+                }
+                assert!(Instant::now() < deadline, "no banner in time: {banner:?}");
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
+                "the server closed stdout; log:\n{}",
+                std::fs::read_to_string(log_file).unwrap_or_default()
+            ),
+        }
+    }
+    banner
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub(crate) fn encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// One thing read from an SSE stream.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Sse {
+    Event { id: u64, data: Value },
+    Comment(String),
+}
+
+/// Reads Server-Sent Events from a response body, at the test's pace.
+pub(crate) struct SseReader {
+    body: std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    buffer: Vec<u8>,
+}
+
+impl SseReader {
+    fn new(response: reqwest::Response) -> Self {
+        Self {
+            body: Box::pin(response.bytes_stream()),
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The next message or comment; `None` when the stream ended or nothing came in time.
+    pub(crate) async fn next(&mut self, within: Duration) -> Option<Sse> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = find_blank_line(&self.buffer) {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                return Some(parse_block(&block[..end]));
+            }
+            match tokio::time::timeout_at(deadline, self.body.next()).await {
+                Ok(Some(Ok(chunk))) => self.buffer.extend_from_slice(&chunk),
+                Ok(Some(Err(_)) | None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next event, skipping comments.
+    pub(crate) async fn next_event(&mut self, within: Duration) -> Option<(u64, Value)> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await? {
+                Sse::Event { id, data } => return Some((id, data)),
+                Sse::Comment(_) => continue,
+            }
+        }
+    }
+
+    /// Collects `count` events (failing the test if they do not come in time).
+    pub(crate) async fn events(&mut self, count: usize, within: Duration) -> Vec<(u64, Value)> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut out = Vec::with_capacity(count);
+        while out.len() < count {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_event(left).await {
+                Some(event) => out.push(event),
+                None => panic!("only {} of {count} events arrived", out.len()),
+            }
+        }
+        out
+    }
+}
+
+fn find_blank_line(buffer: &[u8]) -> Option<usize> {
+    buffer.windows(2).position(|w| w == b"\n\n")
+}
+
+fn parse_block(block: &[u8]) -> Sse {
+    let text = std::str::from_utf8(block).expect("SSE is UTF-8");
+    let mut id = None;
+    let mut data = None;
+    for line in text.lines() {
+        if let Some(comment) = line.strip_prefix(':') {
+            return Sse::Comment(comment.trim().to_owned());
+        }
+        if let Some(value) = line.strip_prefix("id: ") {
+            id = Some(value.parse().expect("numeric id"));
+        } else if let Some(value) = line.strip_prefix("data: ") {
+            assert!(
+                data.is_none(),
+                "an event's JSON must be on one data line: {text}"
+            );
+            data = Some(serde_json::from_str(value).expect("data is JSON"));
+        } else {
+            panic!("unexpected SSE line {line:?}");
+        }
+    }
+    Sse::Event {
+        id: id.expect("every event has an id"),
+        data: data.expect("every event has data"),
+    }
+}
+
+/// Asserts a problem+json answer with `status` and `code`; returns its body.
+pub(crate) async fn expect_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let got = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    let text = response.text().await.expect("body");
+    assert_eq!(got, status, "status of {text}");
+    assert_eq!(content_type, "application/problem+json", "{text}");
+    let body: Value = serde_json::from_str(&text).expect("problem body is JSON");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    for member in ["title", "detail"] {
+        assert!(body[member].is_string(), "{member} missing in {body}");
+    }
+    body
+}

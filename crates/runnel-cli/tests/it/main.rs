@@ -1,0 +1,11 @@
+//! Black-box tests of the `runnel` binary: each starts the real server on a free port with a
+//! fresh data directory and talks to it over HTTP, as a user would.
+
+mod harness;
+
+mod all;
+mod errors;
+mod operations;
+mod shutdown;
+mod streams;
+mod subscribe;
