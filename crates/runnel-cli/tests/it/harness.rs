@@ -20,6 +20,8 @@ pub(crate) struct TestServer {
     pub(crate) http: reqwest::Client,
     /// The lines the server printed on start.
     pub(crate) banner: Vec<String>,
+    /// From spawning the process to the first 200 of `/health/ready`.
+    pub(crate) startup: Duration,
     log_file: PathBuf,
     /// Owns the temporary directory when the server made its own.
     _temp: Option<tempfile::TempDir>,
@@ -42,6 +44,7 @@ impl TestServer {
     pub(crate) async fn start_in(data_dir: &Path, args: &[&str]) -> Self {
         let log_file = data_dir.with_extension(format!("log-{}", unique()));
         let log = std::fs::File::create(&log_file).expect("log file");
+        let spawned = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
             .arg("serve")
             .arg("--data-dir")
@@ -77,7 +80,7 @@ impl TestServer {
             .expect("the first line names the address")
             .trim()
             .to_owned();
-        let server = Self {
+        let mut server = Self {
             child,
             base: format!("http://{addr}"),
             data_dir: data_dir.to_owned(),
@@ -86,10 +89,12 @@ impl TestServer {
                 .build()
                 .expect("client"),
             banner,
+            startup: Duration::ZERO,
             log_file,
             _temp: None,
         };
         server.wait_ready().await;
+        server.startup = spawned.elapsed();
         server
     }
 
@@ -106,7 +111,7 @@ impl TestServer {
                 "not ready in time; log:\n{}",
                 self.log()
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

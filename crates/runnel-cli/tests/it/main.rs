@@ -9,3 +9,4 @@ mod operations;
 mod shutdown;
 mod streams;
 mod subscribe;
+mod verify;
