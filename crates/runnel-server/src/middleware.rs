@@ -13,6 +13,10 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 use crate::telemetry::{HTTP_REQUEST_SECONDS, HTTP_REQUESTS};
 
+/// The liveness probe is never shed nor timed out: an overloaded server is alive, and an
+/// orchestrator that read a 503 there would restart it, making the overload worse.
+const LIVENESS_PATH: &str = "/health/live";
+
 /// Sheds a request with 503 when `max_concurrent_requests` are already being handled, rather
 /// than queueing it without bound. The permit is held until the response starts, so a long-lived
 /// subscription body does not hold one.
@@ -21,6 +25,9 @@ pub(crate) async fn shed_load(
     request: Request,
     next: Next,
 ) -> Response {
+    if request.uri().path() == LIVENESS_PATH {
+        return next.run(request).await;
+    }
     let Ok(_permit) = state.request_permits().try_acquire() else {
         return ApiError::Busy {
             max: state.config().max_concurrent_requests,

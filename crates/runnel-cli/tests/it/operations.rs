@@ -192,7 +192,9 @@ async fn excess_requests_are_shed_with_503_and_slow_ones_time_out() {
     .expect("write");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
-    let shed = server.get("/health/live").await;
+    let (live, _) = server.get_json("/health/live").await;
+    assert_eq!(live, 200, "liveness is never shed");
+    let shed = server.get("/streams").await;
     assert_eq!(shed.headers()["retry-after"], "1");
     let body = expect_problem(shed, 503, "overloaded").await;
     assert_eq!(body["limit"], "max_concurrent_requests");
@@ -211,6 +213,6 @@ async fn excess_requests_are_shed_with_503_and_slow_ones_time_out() {
         answer.contains("application/problem+json") && answer.contains("request_timeout"),
         "{answer}"
     );
-    let (status, _) = server.get_json("/health/live").await;
+    let (status, _) = server.get_json("/streams").await;
     assert_eq!(status, 200, "the slot is free again");
 }
