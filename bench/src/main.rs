@@ -1,0 +1,55 @@
+//! `runnel-bench`: Runnel's benchmarks. Each subcommand prints a Markdown report, headed by the
+//! command that reproduces it, on stdout (progress goes to stderr). Benchmarks measure and
+//! report; they never pass or fail on a timing.
+
+mod cpu;
+mod disk;
+mod engine;
+mod format;
+mod latency;
+mod payload;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "runnel-bench",
+    about = "Runnel's benchmarks, as Markdown reports"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The machine's disk limits and the embedded engine in-process: appends (1..256 writers,
+    /// batched), stream reads and `$all` scans.
+    Engine(engine::EngineArgs),
+}
+
+/// The command line as typed, quoted where a shell would need it.
+fn command_line() -> String {
+    std::env::args()
+        .map(|arg| {
+            let plain = arg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=,:@".contains(c));
+            if plain && !arg.is_empty() {
+                arg
+            } else {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let report = match &cli.command {
+        Command::Engine(args) => engine::run(args, &command_line())?,
+    };
+    print!("{report}");
+    Ok(())
+}
