@@ -7,6 +7,7 @@
 # Everything runs on this machine against 127.0.0.1, bounded in time; scratch data lives in
 # bench/scratch (on the project's disk, as a data directory would, not on /tmp) and is removed
 # at the end. bench/ANALYSIS.md, written by hand for a given run, is appended to the results.
+# RUNNEL_BENCH_BIN=path runs an already built runnel-bench instead of building it.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -27,9 +28,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building in release…" >&2
-cargo build --release --quiet -p runnel-bench
-bench=$CARGO_TARGET_DIR/release/runnel-bench
+bench=${RUNNEL_BENCH_BIN:-}
+if [[ -z $bench ]]; then
+  echo "building in release…" >&2
+  cargo build --release --quiet -p runnel-bench
+  bench=$CARGO_TARGET_DIR/release/runnel-bench
+fi
 
 {
   echo "# Benchmark results"
