@@ -17,6 +17,12 @@ use crate::problem::ApiError;
 /// The longest `content_type` of a binary payload.
 const MAX_CONTENT_TYPE_BYTES: usize = 256;
 
+/// The deepest nesting of arrays and objects accepted in `data` and `metadata`. Raw JSON is
+/// checked without recursion, so any depth would be stored; but common parsers (serde_json,
+/// and so the Rust client) refuse more than 128 levels, and an event that subscribers cannot
+/// parse would stop every one of them at that position.
+pub(crate) const MAX_JSON_DEPTH: usize = 128;
+
 /// An event as returned by every read (API.md "Event (as returned)").
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Event)]
@@ -185,6 +191,16 @@ impl EventIn {
         let at = |field: &str| format!("events[{index}].{field}");
         let event_type = EventType::parse(&self.event_type)
             .map_err(|error| ApiError::invalid_name(at("type"), error))?;
+        for (field, json) in [("data", &self.data), ("metadata", &self.metadata)] {
+            if let Some(json) = json
+                && json_depth(json.as_str()) > MAX_JSON_DEPTH
+            {
+                return Err(ApiError::InvalidBody(format!(
+                    "{}: nested deeper than {MAX_JSON_DEPTH} levels of arrays and objects",
+                    at(field)
+                )));
+            }
+        }
         let data = match (self.data, self.data_base64, self.content_type) {
             (Some(json), None, None) => Payload::Json(json),
             (None, Some(encoded), Some(content_type)) => {
@@ -233,6 +249,33 @@ impl EventIn {
             metadata: self.metadata,
         })
     }
+}
+
+/// The deepest nesting of arrays and objects in valid JSON text, found without recursion.
+fn json_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn check_content_type(content_type: &str) -> Result<(), &'static str> {
@@ -442,6 +485,24 @@ mod tests {
             let error = one_event(bad).expect_err(bad);
             assert!(error.to_string().contains(field), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn json_depth_counts_nesting_outside_strings() {
+        assert_eq!(json_depth("1"), 0);
+        assert_eq!(json_depth(r#"{"a": [1, {"b": []}]}"#), 4);
+        assert_eq!(json_depth(r#"["[[[", "\\\"{{"]"#), 1);
+        let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+        let error =
+            one_event(&format!(r#"{{"type": "A", "data": {deep}}}"#)).expect_err("too deep");
+        assert!(
+            error
+                .to_string()
+                .starts_with("events[0].data: nested deeper"),
+            "{error}"
+        );
+        let ok = format!("{}{}", "[".repeat(128), "]".repeat(128));
+        assert!(one_event(&format!(r#"{{"type": "A", "metadata": {ok}, "data": 1}}"#)).is_ok());
     }
 
     #[test]

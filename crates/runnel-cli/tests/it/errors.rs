@@ -335,6 +335,17 @@ async fn garbage_never_gets_a_500() {
         "{\"events\": [{\"type\": \"E\", \"data\": 1e999}]}",
         "{\"events\": [{\"type\": \"E\", \"data\": \"\\ud800\"}]}",
     ];
+    let deep = format!(
+        r#"{{"events": [{{"type": "E", "data": {}{}}}]}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let status = server
+        .post("/streams/order/o-1/events", deep)
+        .await
+        .status()
+        .as_u16();
+    assert_eq!(status, 400, "deeply nested JSON");
     for body in bodies {
         let status = server
             .post("/streams/order/o-1/events", body)
