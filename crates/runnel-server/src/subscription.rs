@@ -109,6 +109,13 @@ impl Feed {
             if *self.shutdown.borrow() {
                 return self.close("the server is shutting down; resume with Last-Event-ID");
             }
+            // Live and nothing committed past the cursor: a read would come back empty.
+            if self.live && self.head.current().is_none_or(|head| head < self.cursor) {
+                match self.wait_for_more().await {
+                    Some(chunk) => return chunk,
+                    None => continue,
+                }
+            }
             let slice = match self
                 .store
                 .read_all(self.cursor, &self.filter, self.page_limit)
