@@ -1,0 +1,617 @@
+//! The writer: one task per node turns queued appends into group commits, one transaction each.
+//!
+//! A group commit is two round trips to the database, each a pipeline of statements:
+//!
+//! 1. `BEGIN`, take the log head's row lock (`FOR UPDATE`, held to COMMIT), read the heads of
+//!    the streams involved and where the client-chosen ids already live. The reads run after
+//!    the lock is granted, in fresh READ COMMITTED snapshots, so they see every committed
+//!    append; and no other writer can commit until this transaction ends.
+//! 2. Check every append against that state ([`Batch`]), then insert the accepted events,
+//!    upsert the stream heads and type counts, advance the log head, `NOTIFY` the new head, and
+//!    `COMMIT`, all pipelined.
+//!
+//! Only after COMMIT returns are the appends answered. A connection lost during COMMIT leaves
+//! the outcome unknown: those appends get [`StoreError::Unavailable`], and a retry with the same
+//! event ids is answered from what is in the database (the original outcome if it committed).
+//! If the database rejects the batch for a reason other than an outage (a value it will not
+//! store), the appends are retried one per transaction so that one bad append cannot fail the
+//! others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use runnel_core::{AppendOutcome, AppendRequest, Position, Revision, StoreError, StreamName};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement};
+use uuid::Uuid;
+
+use crate::batch::{Batch, IdSite};
+use crate::connect::connect;
+use crate::error::{describe, is_transient, store_error, timed_out};
+use crate::head::publish;
+use crate::metrics::WriterStats;
+use crate::rows::{column, stream_name, to_u64};
+
+pub(crate) type AppendReply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
+
+#[derive(Debug)]
+pub(crate) struct AppendJob {
+    pub(crate) request: AppendRequest,
+    pub(crate) reply: AppendReply,
+}
+
+#[derive(Debug)]
+pub(crate) enum WriterCommand {
+    Append(AppendJob),
+    /// Finish what is queued before this, then stop.
+    Close(oneshot::Sender<()>),
+}
+
+/// The channel NOTIFY uses; the payload is `<schema> <last position>`.
+pub(crate) const HEAD_CHANNEL: &str = "runnel_head";
+
+const LOCK_HEAD: &str = include_str!("sql/lock_head.sql");
+const STREAM_HEADS: &str = include_str!("sql/stream_heads.sql");
+const EVENTS_BY_ID: &str = include_str!("sql/events_by_id.sql");
+const INSERT_EVENTS: &str = include_str!("sql/insert_events.sql");
+const UPSERT_STREAMS: &str = include_str!("sql/upsert_streams.sql");
+const COUNT_NEW_STREAMS: &str = include_str!("sql/count_new_streams.sql");
+const ADVANCE_HEAD: &str = include_str!("sql/advance_head.sql");
+const NOTIFY_HEAD: &str = include_str!("sql/notify_head.sql");
+
+/// The writer's statements, prepared once per connection.
+#[derive(Debug)]
+struct Statements {
+    lock_head: Statement,
+    stream_heads: Statement,
+    events_by_id: Statement,
+    insert_events: Statement,
+    upsert_streams: Statement,
+    count_new_streams: Statement,
+    advance_head: Statement,
+    notify_head: Statement,
+}
+
+#[derive(Debug)]
+struct WriterConnection {
+    client: Client,
+    statements: Statements,
+}
+
+/// What the writer needs to know, fixed at open.
+#[derive(Debug, Clone)]
+pub(crate) struct WriterSettings {
+    pub(crate) pg: tokio_postgres::Config,
+    pub(crate) schema: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) answer_timeout: Duration,
+    pub(crate) reconnect_backoff: Duration,
+    pub(crate) max_batch_events: usize,
+    pub(crate) max_batch_bytes: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Writer {
+    settings: WriterSettings,
+    head: Arc<watch::Sender<Option<Position>>>,
+    stats: Arc<WriterStats>,
+    connection: Option<WriterConnection>,
+    /// After a failed connection attempt: until when appends fail at once, and why.
+    unreachable: Option<(Instant, String)>,
+}
+
+/// How one attempt at a group commit ended.
+enum Attempt {
+    /// Committed (or nothing to write): one answer per append.
+    Done(Vec<Result<AppendOutcome, StoreError>>),
+    /// Nothing was written (or, for an unknown commit outcome, maybe everything): every append
+    /// gets this error.
+    Failed(StoreError),
+    /// The database refused the batch's data and rolled it back: retry one append at a time.
+    Refused(StoreError),
+}
+
+impl Writer {
+    pub(crate) fn new(
+        settings: WriterSettings,
+        head: Arc<watch::Sender<Option<Position>>>,
+        stats: Arc<WriterStats>,
+    ) -> Self {
+        Self {
+            settings,
+            head,
+            stats,
+            connection: None,
+            unreachable: None,
+        }
+    }
+
+    /// The writer task's body: takes everything queued, up to the batch bounds, commits it as
+    /// one transaction, answers, and repeats until closed.
+    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<WriterCommand>) {
+        let mut carried: Option<AppendJob> = None;
+        loop {
+            let first = match carried.take() {
+                Some(job) => job,
+                None => match commands.recv().await {
+                    Some(WriterCommand::Append(job)) => job,
+                    Some(WriterCommand::Close(done)) => return Self::close(commands, done),
+                    None => return,
+                },
+            };
+            let mut events = first.request.events.len();
+            let mut bytes = request_bytes(&first.request);
+            let mut jobs = vec![first];
+            let mut close = None;
+            while events < self.settings.max_batch_events && bytes < self.settings.max_batch_bytes {
+                match commands.try_recv() {
+                    Ok(WriterCommand::Append(job)) => {
+                        let more_events = job.request.events.len();
+                        let more_bytes = request_bytes(&job.request);
+                        if events + more_events > self.settings.max_batch_events
+                            || bytes + more_bytes > self.settings.max_batch_bytes
+                        {
+                            carried = Some(job);
+                            break;
+                        }
+                        events += more_events;
+                        bytes += more_bytes;
+                        jobs.push(job);
+                    }
+                    Ok(WriterCommand::Close(done)) => {
+                        close = Some(done);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(jobs).await;
+            if let Some(done) = close {
+                if let Some(job) = carried.take() {
+                    self.commit(vec![job]).await;
+                }
+                return Self::close(commands, done);
+            }
+        }
+    }
+
+    /// Refuses what was queued after the close, and reports that the writer is done.
+    fn close(mut commands: mpsc::Receiver<WriterCommand>, done: oneshot::Sender<()>) {
+        commands.close();
+        while let Ok(command) = commands.try_recv() {
+            match command {
+                WriterCommand::Append(job) => {
+                    let _ = job.reply.send(Err(StoreError::ShuttingDown));
+                }
+                WriterCommand::Close(other) => {
+                    let _ = other.send(());
+                }
+            }
+        }
+        let _ = done.send(());
+    }
+
+    /// Commits `jobs` as one group and answers each of them.
+    async fn commit(&mut self, jobs: Vec<AppendJob>) {
+        let (requests, replies): (Vec<AppendRequest>, Vec<AppendReply>) =
+            jobs.into_iter().map(|job| (job.request, job.reply)).unzip();
+        match self.attempt(&requests).await {
+            Attempt::Done(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Attempt::Failed(error) => {
+                for reply in replies {
+                    let _ = reply.send(Err(copy_error(&error)));
+                }
+            }
+            Attempt::Refused(error) if requests.len() == 1 => {
+                for reply in replies {
+                    let _ = reply.send(Err(copy_error(&error)));
+                }
+            }
+            Attempt::Refused(error) => {
+                tracing::warn!(%error, appends = requests.len(), "PostgreSQL refused a group commit; retrying its appends one by one");
+                for (request, reply) in requests.iter().zip(replies) {
+                    let outcome = match self.attempt(std::slice::from_ref(request)).await {
+                        Attempt::Done(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
+                            Err(StoreError::Index {
+                                action: "committing an append".to_owned(),
+                                cause: "the commit returned no outcome".to_owned(),
+                            })
+                        }),
+                        Attempt::Failed(error) | Attempt::Refused(error) => Err(error),
+                    };
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+    }
+
+    /// The writer's connection, connecting (with prepared statements) if it has none. After a
+    /// failed attempt, fails at once for `reconnect_backoff` so that a down database costs the
+    /// queued appends one connect timeout, not one each.
+    async fn ensure_connection(&mut self) -> Result<(), StoreError> {
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|connection| connection.client.is_closed())
+        {
+            self.connection = None;
+        }
+        if self.connection.is_none() {
+            if let Some((until, cause)) = &self.unreachable
+                && Instant::now() < *until
+            {
+                return Err(StoreError::Unavailable {
+                    cause: cause.clone(),
+                });
+            }
+            match self.open_connection().await {
+                Ok(connection) => {
+                    self.unreachable = None;
+                    self.connection = Some(connection);
+                }
+                Err(error) => {
+                    self.unreachable = Some((
+                        Instant::now() + self.settings.reconnect_backoff,
+                        error.to_string(),
+                    ));
+                    return Err(error);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn open_connection(&self) -> Result<WriterConnection, StoreError> {
+        let client = connect(&self.settings.pg, self.settings.connect_timeout).await?;
+        let preparing = async {
+            futures::try_join!(
+                client.prepare(LOCK_HEAD),
+                client.prepare(STREAM_HEADS),
+                client.prepare(EVENTS_BY_ID),
+                client.prepare(INSERT_EVENTS),
+                client.prepare(UPSERT_STREAMS),
+                client.prepare(COUNT_NEW_STREAMS),
+                client.prepare(ADVANCE_HEAD),
+                client.prepare(NOTIFY_HEAD),
+            )
+        };
+        let prepared = tokio::time::timeout(self.settings.answer_timeout, preparing)
+            .await
+            .map_err(|_| {
+                timed_out(
+                    "preparing the writer's statements",
+                    self.settings.answer_timeout,
+                )
+            })?
+            .map_err(|error| store_error("preparing the writer's statements", &error))?;
+        let (
+            lock_head,
+            stream_heads,
+            events_by_id,
+            insert_events,
+            upsert_streams,
+            count_new_streams,
+            advance_head,
+            notify_head,
+        ) = prepared;
+        Ok(WriterConnection {
+            client,
+            statements: Statements {
+                lock_head,
+                stream_heads,
+                events_by_id,
+                insert_events,
+                upsert_streams,
+                count_new_streams,
+                advance_head,
+                notify_head,
+            },
+        })
+    }
+
+    /// One try at committing `requests` together.
+    async fn attempt(&mut self, requests: &[AppendRequest]) -> Attempt {
+        let answer_timeout = self.settings.answer_timeout;
+        if let Err(error) = self.ensure_connection().await {
+            return Attempt::Failed(error);
+        }
+        let Some(connection) = self.connection.as_ref() else {
+            return Attempt::Failed(StoreError::Unavailable {
+                cause: "no connection to PostgreSQL".to_owned(),
+            });
+        };
+        let read = tokio::time::timeout(answer_timeout, lock_and_read(connection, requests)).await;
+        let state = match read {
+            Ok(Ok(state)) => state,
+            Ok(Err(error)) => {
+                let failed = store_error("locking the log head", &error);
+                self.abandon_transaction(!is_transient(&error)).await;
+                return Attempt::Failed(failed);
+            }
+            Err(_) => {
+                self.connection = None;
+                return Attempt::Failed(timed_out("locking the log head", answer_timeout));
+            }
+        };
+        let mut batch = Batch::new(state.next_position, state.heads, state.ids);
+        let outcomes: Vec<_> = requests
+            .iter()
+            .map(|request| batch.admit(request))
+            .collect();
+        let Some(last_position) = batch.last_position() else {
+            // Nothing to write: the answers (rejections, retries) rest on committed state.
+            self.abandon_transaction(true).await;
+            return Attempt::Done(outcomes);
+        };
+        let started = Instant::now();
+        let written = tokio::time::timeout(
+            answer_timeout,
+            write_and_commit(connection, &self.settings.schema, &batch, state.recorded_at),
+        )
+        .await;
+        match written {
+            Ok(Ok(())) => {
+                self.stats
+                    .record_commit(batch.rows.len() as u64, batch.bytes, started.elapsed());
+                publish(&self.head, last_position);
+                Attempt::Done(outcomes)
+            }
+            Ok(Err(WriteFailure::Refused(error))) => {
+                // The transaction ended in a rollback, the connection is fine.
+                Attempt::Refused(StoreError::Index {
+                    action: "writing a group commit to PostgreSQL".to_owned(),
+                    cause: describe(&error),
+                })
+            }
+            Ok(Err(WriteFailure::Unknown(error))) => {
+                self.connection = None;
+                Attempt::Failed(StoreError::Unavailable {
+                    cause: format!(
+                        "PostgreSQL failed during a commit, whose outcome is unknown \
+                         (retry with the same event ids): {}",
+                        describe(&error)
+                    ),
+                })
+            }
+            Err(_) => {
+                self.connection = None;
+                Attempt::Failed(StoreError::Unavailable {
+                    cause: format!(
+                        "PostgreSQL did not answer a commit within {answer_timeout:?}; its \
+                         outcome is unknown (retry with the same event ids)"
+                    ),
+                })
+            }
+        }
+    }
+
+    /// Ends a transaction that will not commit. When the connection may be unhealthy, or the
+    /// rollback fails, the connection is dropped instead (the server then rolls back).
+    async fn abandon_transaction(&mut self, connection_healthy: bool) {
+        let rolled_back = match (&self.connection, connection_healthy) {
+            (Some(connection), true) => matches!(
+                tokio::time::timeout(
+                    self.settings.answer_timeout,
+                    connection.client.batch_execute("ROLLBACK"),
+                )
+                .await,
+                Ok(Ok(()))
+            ),
+            _ => false,
+        };
+        if !rolled_back {
+            self.connection = None;
+        }
+    }
+}
+
+/// What the first round trip of a group commit read under the lock.
+struct LockedState {
+    next_position: Position,
+    recorded_at: DateTime<Utc>,
+    heads: HashMap<StreamName, Revision>,
+    ids: HashMap<Uuid, IdSite>,
+}
+
+/// `BEGIN`, the head lock, and the reads the checks need, pipelined in one round trip.
+async fn lock_and_read(
+    connection: &WriterConnection,
+    requests: &[AppendRequest],
+) -> Result<LockedState, tokio_postgres::Error> {
+    let client = &connection.client;
+    let statements = &connection.statements;
+    let mut stream_types = Vec::new();
+    let mut stream_ids = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for request in requests {
+        if seen.insert(&request.stream) {
+            stream_types.push(request.stream.stream_type().as_str());
+            stream_ids.push(request.stream.stream_id().as_str());
+        }
+    }
+    let client_ids: Vec<Uuid> = requests
+        .iter()
+        .flat_map(|request| request.events.iter().filter_map(|event| event.id))
+        .collect();
+    let ids_wanted = !client_ids.is_empty();
+    let heads_params: [&(dyn ToSql + Sync); 2] = [&stream_types, &stream_ids];
+    let ids_params: [&(dyn ToSql + Sync); 1] = [&client_ids];
+    let (begin, lock, heads, found) = futures::join!(
+        client.batch_execute("BEGIN"),
+        client.query_one(&statements.lock_head, &[]),
+        client.query(&statements.stream_heads, &heads_params),
+        async {
+            if ids_wanted {
+                client.query(&statements.events_by_id, &ids_params).await
+            } else {
+                Ok(Vec::new())
+            }
+        },
+    );
+    begin?;
+    let lock = lock?;
+    let (heads, found) = (heads?, found?);
+    let next_position: i64 = lock.get(0);
+    let recorded_at: DateTime<Utc> = lock.get(1);
+    let mut state = LockedState {
+        next_position: Position(u64::try_from(next_position).unwrap_or(0)),
+        recorded_at,
+        heads: HashMap::with_capacity(heads.len()),
+        ids: HashMap::with_capacity(found.len()),
+    };
+    for row in &heads {
+        // Rows that do not decode cannot match a request's (valid) stream: skip them.
+        let (Ok(stream_type), Ok(stream_id), Ok(last)) = (
+            column::<&str>(row, 0),
+            column::<&str>(row, 1),
+            column::<i64>(row, 2),
+        ) else {
+            continue;
+        };
+        if let (Ok(stream), Ok(last)) = (
+            stream_name(stream_type, stream_id),
+            to_u64(last, "revision"),
+        ) {
+            state.heads.insert(stream, Revision(last));
+        }
+    }
+    for row in &found {
+        let site = (|| {
+            let id: Uuid = column(row, 0)?;
+            let stream = stream_name(column(row, 1)?, column(row, 2)?)?;
+            let revision = Revision(to_u64(column(row, 3)?, "revision")?);
+            let position = Position(to_u64(column(row, 4)?, "position")?);
+            Ok::<_, StoreError>((
+                id,
+                IdSite {
+                    stream,
+                    revision,
+                    position,
+                },
+            ))
+        })();
+        if let Ok((id, site)) = site {
+            state.ids.insert(id, site);
+        }
+    }
+    Ok(state)
+}
+
+/// Why the second round trip failed.
+enum WriteFailure {
+    /// The database refused a statement; the transaction rolled back, nothing was written.
+    Refused(tokio_postgres::Error),
+    /// The connection failed, or COMMIT did: the transaction may or may not have committed.
+    Unknown(tokio_postgres::Error),
+}
+
+/// The writes of a planned batch and `COMMIT`, pipelined in one round trip.
+async fn write_and_commit(
+    connection: &WriterConnection,
+    schema: &str,
+    batch: &Batch<'_>,
+    recorded_at: DateTime<Utc>,
+) -> Result<(), WriteFailure> {
+    let client = &connection.client;
+    let statements = &connection.statements;
+    let rows = &batch.rows;
+    let mut stream_types = Vec::with_capacity(batch.streams.len());
+    let mut stream_ids = Vec::with_capacity(batch.streams.len());
+    let mut last_revisions = Vec::with_capacity(batch.streams.len());
+    let mut created_types = Vec::new();
+    for (stream, write) in &batch.streams {
+        stream_types.push(stream.stream_type().as_str());
+        stream_ids.push(stream.stream_id().as_str());
+        last_revisions.push(crate::rows::to_i64(write.last_revision.0));
+        if write.created {
+            created_types.push(stream.stream_type().as_str());
+        }
+    }
+    let next_position = crate::rows::to_i64(batch.next_position.0);
+    let notice = format!("{schema} {}", batch.next_position.0.saturating_sub(1));
+    let any_created = !created_types.is_empty();
+    let insert_params: [&(dyn ToSql + Sync); 11] = [
+        &rows.positions,
+        &rows.stream_types,
+        &rows.stream_ids,
+        &rows.revisions,
+        &rows.ids,
+        &rows.event_types,
+        &rows.data_json,
+        &rows.data_binary,
+        &rows.content_types,
+        &rows.metadata,
+        &recorded_at,
+    ];
+    let upsert_params: [&(dyn ToSql + Sync); 4] =
+        [&stream_types, &stream_ids, &last_revisions, &recorded_at];
+    let count_params: [&(dyn ToSql + Sync); 1] = [&created_types];
+    let advance_params: [&(dyn ToSql + Sync); 2] = [&next_position, &recorded_at];
+    let notify_params: [&(dyn ToSql + Sync); 2] = [&HEAD_CHANNEL, &notice];
+    let (inserted, upserted, counted, advanced, notified, committed) = futures::join!(
+        client.execute(&statements.insert_events, &insert_params),
+        client.execute(&statements.upsert_streams, &upsert_params),
+        async {
+            if any_created {
+                client
+                    .execute(&statements.count_new_streams, &count_params)
+                    .await
+            } else {
+                Ok(0)
+            }
+        },
+        client.execute(&statements.advance_head, &advance_params),
+        client.query(&statements.notify_head, &notify_params),
+        // After a failed statement the transaction is aborted and PostgreSQL answers this
+        // COMMIT with a rollback: nothing is written unless every statement above succeeded.
+        client.batch_execute("COMMIT"),
+    );
+    let statements_ok = [
+        inserted.map(|_| ()),
+        upserted.map(|_| ()),
+        counted.map(|_| ()),
+        advanced.map(|_| ()),
+    ]
+    .into_iter()
+    .chain(std::iter::once(notified.map(|_| ())))
+    .try_for_each(|result| result);
+    if let Err(error) = statements_ok {
+        // A refusal by the server ended in a rollback; a broken connection may have left
+        // the COMMIT undecided as far as this node knows.
+        return Err(match error.as_db_error() {
+            Some(_) if !is_transient(&error) && committed.is_ok() => WriteFailure::Refused(error),
+            _ => WriteFailure::Unknown(error),
+        });
+    }
+    committed.map_err(WriteFailure::Unknown)
+}
+
+/// The bytes an append counts against the batch bound.
+fn request_bytes(request: &AppendRequest) -> usize {
+    request.events.iter().map(|event| event.size_bytes()).sum()
+}
+
+/// The same error again, for each append of a failed group (StoreError is not Clone).
+fn copy_error(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Unavailable { cause } => StoreError::Unavailable {
+            cause: cause.clone(),
+        },
+        StoreError::ShuttingDown => StoreError::ShuttingDown,
+        StoreError::Index { action, cause } => StoreError::Index {
+            action: action.clone(),
+            cause: cause.clone(),
+        },
+        other => StoreError::Index {
+            action: "committing an append".to_owned(),
+            cause: other.to_string(),
+        },
+    }
+}
