@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cloudevents;
 pub mod event_json;
 pub mod filter;
 pub mod pattern;
