@@ -11,8 +11,10 @@
 
 #![warn(missing_docs)]
 
+pub mod circuit;
 pub mod cloudevents;
 pub mod event_json;
 pub mod filter;
 pub mod pattern;
+pub mod retry;
 pub mod webhook;
