@@ -23,12 +23,16 @@ use std::time::{Duration, Instant};
 /// its memory is bounded whatever the request rate.
 pub const WINDOW_SLICES: u32 = 10;
 
+/// The longest window or cool-down a configuration may ask for, in milliseconds (one day).
+pub const MAX_CIRCUIT_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// When a breaker opens and how it recovers.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CircuitConfig {
     /// Open after this many failures in a row (0 disables the rule).
     pub consecutive_failures: u32,
-    /// Open when failures reach this fraction (0.0 to 1.0) of the attempts in the window...
+    /// Open when failures reach this fraction (0.0 to 1.0) of the attempts in the window
+    /// (0.0 disables the rule)...
     pub failure_rate: f64,
     /// ...provided the window holds at least this many attempts.
     pub min_attempts_in_window: u32,
@@ -64,9 +68,11 @@ pub enum CircuitConfigError {
     /// The failure rate is not within 0.0..=1.0.
     #[error("failure_rate must be between 0.0 and 1.0")]
     FailureRate,
-    /// A duration is zero (a window) or the cool-downs contradict each other.
+    /// A duration is zero or over [`MAX_CIRCUIT_DURATION_MS`], or the cool-downs contradict
+    /// each other.
     #[error(
-        "window_ms and cool_down_ms must be at least 1, and max_cool_down_ms at least cool_down_ms"
+        "window_ms, cool_down_ms and max_cool_down_ms must be 1 ms to one day, \
+         and max_cool_down_ms at least cool_down_ms"
     )]
     Durations,
     /// Closing would need no probe at all.
@@ -80,8 +86,10 @@ impl CircuitConfig {
         if !(0.0..=1.0).contains(&self.failure_rate) {
             return Err(CircuitConfigError::FailureRate);
         }
-        if self.window_ms == 0
-            || self.cool_down_ms == 0
+        let in_range = |ms: u64| (1..=MAX_CIRCUIT_DURATION_MS).contains(&ms);
+        if !in_range(self.window_ms)
+            || !in_range(self.cool_down_ms)
+            || !in_range(self.max_cool_down_ms)
             || self.max_cool_down_ms < self.cool_down_ms
         {
             return Err(CircuitConfigError::Durations);
@@ -269,7 +277,7 @@ impl CircuitBreaker {
             }
             Outcome::Failure => {
                 let max = Duration::from_millis(self.config.max_cool_down_ms);
-                self.cool_down = (self.cool_down * 2).min(max);
+                self.cool_down = self.cool_down.saturating_mul(2).min(max);
                 self.open(now);
             }
         }
@@ -285,15 +293,17 @@ impl CircuitBreaker {
         let (attempts, failures) = self.window.iter().fold((0_u32, 0_u32), |(a, f), slice| {
             (a + slice.attempts, f + slice.failures)
         });
-        attempts > 0
+        config.failure_rate > 0.0
+            && failures > 0
             && attempts >= config.min_attempts_in_window
             && f64::from(failures) >= config.failure_rate * f64::from(attempts)
     }
 
     fn open(&mut self, now: Instant) {
-        self.transition(CircuitState::Open {
-            until: now + self.cool_down,
-        });
+        // Validated durations keep this far from the end of time; if not, probe at once
+        // rather than panic.
+        let until = now.checked_add(self.cool_down).unwrap_or(now);
+        self.transition(CircuitState::Open { until });
     }
 
     /// Enters `state`, starting a new generation with clean counters.
@@ -431,6 +441,21 @@ mod tests {
             ),
             "6 of 12 failed"
         );
+    }
+
+    #[test]
+    fn rules_set_to_zero_are_disabled() {
+        let t0 = Instant::now();
+        let mut breaker = CircuitBreaker::new(CircuitConfig {
+            consecutive_failures: 0,
+            failure_rate: 0.0,
+            min_attempts_in_window: 1,
+            ..config()
+        });
+        for _ in 0..50 {
+            attempt(&mut breaker, Outcome::Failure, t0);
+        }
+        assert_eq!(breaker.state(t0), CircuitState::Closed);
     }
 
     #[test]
@@ -608,6 +633,11 @@ mod tests {
             ..config()
         };
         assert_eq!(cool.validate(), Err(CircuitConfigError::Durations));
+        let long = CircuitConfig {
+            max_cool_down_ms: MAX_CIRCUIT_DURATION_MS + 1,
+            ..config()
+        };
+        assert_eq!(long.validate(), Err(CircuitConfigError::Durations));
         let probes = CircuitConfig {
             probes_to_close: 0,
             ..config()

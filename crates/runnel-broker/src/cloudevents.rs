@@ -116,7 +116,7 @@ pub fn binary(event: &RecordedEvent) -> HttpMessage {
         ("ce-time", event.recorded_at.to_rfc3339()),
         ("ce-runnelposition", event.position.0.to_string()),
         ("ce-runnelrevision", event.revision.0.to_string()),
-        ("content-type", encode_header_value(content_type)),
+        ("content-type", content_type_header(content_type)),
     ];
     HttpMessage { headers, body }
 }
@@ -146,6 +146,21 @@ fn encode_header_value(value: &str) -> String {
     percent_encode(value, |b| {
         (0x21..=0x7e).contains(&b) && b != b'"' && b != b'%'
     })
+}
+
+/// The HTTP `Content-Type` of binary-mode data: the payload's media type as it is (it is not
+/// a `ce-` header and is not percent-encoded), unless it is not a valid header value, in which
+/// case the body is declared as opaque bytes rather than the request failing to build.
+fn content_type_header(content_type: &str) -> String {
+    let valid = !content_type.is_empty()
+        && content_type
+            .bytes()
+            .all(|b| b == b'\t' || (0x20..=0x7e).contains(&b));
+    if valid {
+        content_type.to_owned()
+    } else {
+        "application/octet-stream".to_owned()
+    }
 }
 
 /// Percent-encodes one path segment of a URI (RFC 3986 `pchar`s stay as they are).
@@ -271,6 +286,29 @@ mod tests {
     fn binary_mode_sends_binary_data_raw_with_its_content_type() {
         let message = binary(&binary_event());
         assert_eq!(message.body, vec![0, 1, 2, 255]);
+        assert_eq!(
+            message.header("content-type"),
+            Some("application/octet-stream")
+        );
+    }
+
+    #[test]
+    fn binary_mode_sends_the_content_type_unencoded_unless_invalid() {
+        let with_type = |content_type: &str| {
+            binary(&recorded(
+                "order/1",
+                Payload::Binary {
+                    content_type: content_type.to_owned(),
+                    bytes: vec![1],
+                },
+            ))
+        };
+        let message = with_type("text/plain; charset=utf-8");
+        assert_eq!(
+            message.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+        let message = with_type("text/plain\r\nx-injected: 1");
         assert_eq!(
             message.header("content-type"),
             Some("application/octet-stream")

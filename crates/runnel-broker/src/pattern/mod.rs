@@ -77,8 +77,8 @@ use serde_json::Value;
 pub use error::{PatternError, PatternErrorKind};
 pub use limits::{MAX_PATTERN_BYTES, MAX_PATTERN_DEPTH, MAX_PATTERN_MATCHERS, MAX_WILDCARD_BYTES};
 
-/// A compiled event pattern. Compiling validates the whole pattern once, so matching never
-/// fails and never allocates for the common operators.
+/// A compiled event pattern. Compiling validates the whole pattern once, so matching cannot
+/// fail.
 #[derive(Clone)]
 pub struct Pattern {
     /// The pattern as written, kept to serialise it back (a subscription's config is returned
