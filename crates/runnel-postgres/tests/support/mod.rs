@@ -137,3 +137,112 @@ impl Drop for TestSchema {
         let _ = dropped.join();
     }
 }
+
+/// What the [`Proxy`] does with connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Passes bytes both ways.
+    Forward,
+    /// Closes every connection, open or new: the database is down.
+    Refuse,
+    /// Keeps every connection open but passes nothing: a network that silently drops packets.
+    Blackhole,
+}
+
+/// A TCP proxy in front of the test server, to cut the store off from the database and give it
+/// back, without touching the server that other tests use.
+#[derive(Debug)]
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    mode: std::sync::Arc<tokio::sync::watch::Sender<ProxyMode>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Listens on a free loopback port and forwards to `upstream` (`host:port`).
+    pub async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|error| panic!("binding the proxy: {error}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|error| panic!("the proxy's address: {error}"));
+        let (mode, _) = tokio::sync::watch::channel(ProxyMode::Forward);
+        let mode = std::sync::Arc::new(mode);
+        let modes = std::sync::Arc::clone(&mode);
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut watch = modes.subscribe();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let now = *watch.borrow_and_update();
+                    match now {
+                        ProxyMode::Refuse => drop(inbound),
+                        ProxyMode::Blackhole => {
+                            let _ = watch.wait_for(|mode| *mode != ProxyMode::Blackhole).await;
+                            drop(inbound);
+                        }
+                        ProxyMode::Forward => forward(inbound, upstream, watch).await,
+                    }
+                });
+            }
+        });
+        Self { addr, mode, accept }
+    }
+
+    pub fn set(&self, mode: ProxyMode) {
+        self.mode.send_replace(mode);
+    }
+
+    /// `url` with the test server's address replaced by the proxy's.
+    pub fn url(&self, url: &str) -> String {
+        let upstream = upstream_of(&admin_url());
+        url.replacen(&upstream, &self.addr.to_string(), 1)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.set(ProxyMode::Refuse);
+        self.accept.abort();
+    }
+}
+
+/// `host:port` of a `postgres://user@host:port/db…` URL.
+pub fn upstream_of(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = after_scheme
+        .split(['/', '?'])
+        .next()
+        .unwrap_or(after_scheme);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    }
+}
+
+async fn forward(
+    mut inbound: tokio::net::TcpStream,
+    upstream: String,
+    mut watch: tokio::sync::watch::Receiver<ProxyMode>,
+) {
+    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+        return;
+    };
+    let cut = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => None,
+        changed = watch.wait_for(|mode| *mode != ProxyMode::Forward) => changed.ok().map(|mode| *mode),
+    };
+    if cut == Some(ProxyMode::Blackhole) {
+        // Hold both ends open and silent until the network "comes back", then drop them as a
+        // router that lost its state would.
+        let _ = watch.wait_for(|mode| *mode != ProxyMode::Blackhole).await;
+    }
+}

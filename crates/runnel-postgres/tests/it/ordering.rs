@@ -1,0 +1,170 @@
+//! Positions in commit order across nodes: several stores (as several nodes) on one database,
+//! concurrent writers on each, and a reader on each following `$all` by position through its
+//! own head watch. Every reader must see every acknowledged event exactly once, in position
+//! order: an event that committed below a position a reader had already passed would be
+//! missing from its list.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use runnel_core::{AllFilter, Position, RecordedEvent, Store};
+use runnel_postgres::PostgresStore;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::helpers::{all_events, append_with_ids, assert_exactly, ids_of, stream};
+use crate::support::TestSchema;
+
+const NODES: usize = 3;
+const WRITERS_PER_NODE: usize = 4;
+const APPENDS_PER_WRITER: usize = 40;
+
+/// Follows `$all` the way a subscriber does: read pages from the last position on until the
+/// head, then wait on the head watch. Stops once it has read up to `target`.
+async fn follow(
+    store: Arc<PostgresStore>,
+    mut target: watch::Receiver<Option<Position>>,
+) -> Vec<RecordedEvent> {
+    let mut seen: Vec<RecordedEvent> = Vec::new();
+    let mut from = Position(0);
+    let mut watch = store.watch_head();
+    loop {
+        let read_up_to;
+        loop {
+            let slice = store
+                .read_all(from, &AllFilter::default(), 100)
+                .await
+                .unwrap_or_else(|error| panic!("a reader's read_all from {from}: {error}"));
+            for event in slice.events {
+                assert!(
+                    event.position >= from,
+                    "read_all from {from} returned {}",
+                    event.position
+                );
+                if let Some(last) = seen.last() {
+                    assert!(
+                        event.position > last.position,
+                        "a reader saw {} after {}",
+                        event.position,
+                        last.position
+                    );
+                }
+                from = event.position.next();
+                seen.push(event);
+            }
+            match slice.next {
+                Some(next) => from = next,
+                None => {
+                    read_up_to = slice.head;
+                    if let Some(head) = slice.head {
+                        from = from.max(head.next());
+                    }
+                    break;
+                }
+            }
+        }
+        let goal = *target.borrow();
+        if goal.is_some_and(|goal| read_up_to >= Some(goal)) {
+            return seen;
+        }
+        tokio::select! {
+            woke = watch.wait_past(read_up_to) => {
+                if woke.is_none() {
+                    panic!("the head watch ended while the store is open");
+                }
+            }
+            changed = target.changed() => {
+                if changed.is_err() {
+                    panic!("the test dropped the target");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_on_every_node_see_every_acknowledged_event_once_in_commit_order() {
+    let schema = TestSchema::migrated().await;
+    let mut stores = Vec::new();
+    for _ in 0..NODES {
+        let store = PostgresStore::open(schema.config())
+            .await
+            .unwrap_or_else(|error| panic!("opening a node: {error}"));
+        stores.push(Arc::new(store));
+    }
+    let (target, target_watch) = watch::channel(None);
+    let readers: Vec<_> = stores
+        .iter()
+        .map(|store| tokio::spawn(follow(Arc::clone(store), target_watch.clone())))
+        .collect();
+
+    let mut writers = Vec::new();
+    for (node, store) in stores.iter().enumerate() {
+        for writer in 0..WRITERS_PER_NODE {
+            let store = Arc::clone(store);
+            writers.push(tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for n in 0..APPENDS_PER_WRITER {
+                    // Streams shared between writers and nodes, appends of 1 to 3 events.
+                    let target = stream(&format!("order/o-{}", (node + writer + n) % 7));
+                    let request = append_with_ids(&target, 1 + n % 3);
+                    let ids = ids_of(&request);
+                    let outcome = store
+                        .append(request)
+                        .await
+                        .unwrap_or_else(|error| panic!("node {node} writer {writer}: {error}"));
+                    acknowledged.push((ids, outcome));
+                }
+                acknowledged
+            }));
+        }
+    }
+    let mut expected: HashMap<Uuid, Position> = HashMap::new();
+    let mut last = Position(0);
+    for writer in writers {
+        let acknowledged = writer
+            .await
+            .unwrap_or_else(|error| panic!("a writer task failed: {error}"));
+        for (ids, outcome) in acknowledged {
+            assert_eq!(
+                outcome.last_position.0 - outcome.first_position.0 + 1,
+                ids.len() as u64,
+                "an append's events get consecutive positions"
+            );
+            for (offset, id) in ids.into_iter().enumerate() {
+                expected.insert(id, Position(outcome.first_position.0 + offset as u64));
+            }
+            last = last.max(outcome.last_position);
+        }
+    }
+    target.send_replace(Some(last));
+
+    for (node, reader) in readers.into_iter().enumerate() {
+        let seen = tokio::time::timeout(Duration::from_secs(30), reader)
+            .await
+            .unwrap_or_else(|_| panic!("node {node}'s reader did not reach position {last}"))
+            .unwrap_or_else(|error| panic!("node {node}'s reader failed: {error}"));
+        assert_exactly(&seen, &expected, &format!("node {node}'s reader"));
+    }
+    let everything = all_events(stores[0].as_ref()).await;
+    let positions: Vec<u64> = everything.iter().map(|event| event.position.0).collect();
+    assert_eq!(
+        positions,
+        (0..expected.len() as u64).collect::<Vec<_>>(),
+        "positions are gapless from 0"
+    );
+    for (node, store) in stores.iter().enumerate() {
+        let metrics = store.metrics();
+        assert!(metrics.commits > 0, "node {node} committed");
+        assert!(
+            metrics.commits < (WRITERS_PER_NODE * APPENDS_PER_WRITER) as u64,
+            "node {node} grouped appends into fewer commits ({} commits)",
+            metrics.commits
+        );
+        store
+            .close()
+            .await
+            .unwrap_or_else(|error| panic!("closing node {node}: {error}"));
+    }
+}
