@@ -20,6 +20,12 @@ pub const MAX_EVENT_TYPE_LEN: usize = 256;
 pub struct StreamType(String);
 
 impl StreamType {
+    /// A name an engine stored after validating it, read back under a checksum. Nothing from
+    /// outside the process may come through here: use [`StreamType::parse`].
+    pub fn from_stored(stored: &str) -> Self {
+        Self(stored.to_owned())
+    }
+
     pub fn parse(raw: &str) -> Result<Self, NameError> {
         let body = raw.strip_prefix('$').unwrap_or(raw);
         let invalid = |reason: &'static str| NameError::StreamType {
@@ -69,6 +75,12 @@ impl StreamType {
 pub struct StreamId(String);
 
 impl StreamId {
+    /// A name an engine stored after validating it, read back under a checksum. Nothing from
+    /// outside the process may come through here: use [`StreamId::parse`].
+    pub fn from_stored(stored: &str) -> Self {
+        Self(stored.to_owned())
+    }
+
     pub fn parse(raw: &str) -> Result<Self, NameError> {
         let invalid = |reason: &'static str| NameError::StreamId {
             value: truncate_for_message(raw),
@@ -136,6 +148,12 @@ impl StreamName {
 pub struct EventType(String);
 
 impl EventType {
+    /// A name an engine stored after validating it, read back under a checksum. Nothing from
+    /// outside the process may come through here: use [`EventType::parse`].
+    pub fn from_stored(stored: &str) -> Self {
+        Self(stored.to_owned())
+    }
+
     pub fn parse(raw: &str) -> Result<Self, NameError> {
         let invalid = |reason: &'static str| NameError::EventType {
             value: truncate_for_message(raw),

@@ -25,6 +25,9 @@ pub(crate) struct Shared {
     pub(crate) head: watch::Receiver<Option<Position>>,
     poison: Mutex<Option<String>>,
     pub(crate) stats: EngineStats,
+    /// The first position the index does not hold yet (the indexer advances it after each
+    /// index commit; the writer reads it to forget what the index now holds).
+    pub(crate) indexed_next: AtomicU64,
 }
 
 impl Shared {
@@ -35,6 +38,7 @@ impl Shared {
         segments: Segments,
         config: EngineConfig,
         head: watch::Receiver<Option<Position>>,
+        indexed_next: Position,
     ) -> Self {
         Self {
             log_dir,
@@ -45,6 +49,7 @@ impl Shared {
             head,
             poison: Mutex::new(None),
             stats: EngineStats::default(),
+            indexed_next: AtomicU64::new(indexed_next.0),
         }
     }
 

@@ -126,6 +126,7 @@ impl EmbeddedStore {
             registry,
             config,
             head_receiver,
+            end.next_position,
         ));
         let writer = Writer::new(
             Arc::clone(&shared),
@@ -133,7 +134,7 @@ impl EmbeddedStore {
             active,
             end.write_offset,
             end.next_position,
-        );
+        )?;
         let (commands, receiver) = mpsc::channel(queue);
         let handle = std::thread::Builder::new()
             .name("runnel-writer".to_owned())

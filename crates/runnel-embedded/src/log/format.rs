@@ -360,12 +360,13 @@ fn decode_event_payload(payload: &[u8]) -> Result<RecordedEvent, FormatError> {
     let stream_type = cursor.str_u8("stream_type")?;
     let stream_id = cursor.str_u16("stream_id")?;
     let event_type = cursor.str_u16("event_type")?;
+    // Names were validated when the event was appended, and the frame's checksum just matched:
+    // validating them again on every read would cost more than the rest of decoding.
     let stream = StreamName::new(
-        StreamType::parse(stream_type).map_err(|e| invalid("stream_type", e.to_string()))?,
-        StreamId::parse(stream_id).map_err(|e| invalid("stream_id", e.to_string()))?,
+        StreamType::from_stored(stream_type),
+        StreamId::from_stored(stream_id),
     );
-    let event_type =
-        EventType::parse(event_type).map_err(|e| invalid("event_type", e.to_string()))?;
+    let event_type = EventType::from_stored(event_type);
     let data = match cursor.u8()? {
         PAYLOAD_JSON => Payload::Json(JsonText::from_stored(cursor.str_u32("data")?.to_owned())),
         PAYLOAD_BINARY => {

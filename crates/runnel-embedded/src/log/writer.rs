@@ -9,20 +9,27 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use runnel_core::{
     AppendOutcome, AppendRequest, Position, RecordedAt, Revision, StoreError, StreamName,
 };
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::SyncSender;
+
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::index::{EventLocation, IndexReader, IndexUpdate, IndexedEvent, StreamHead, stream_key};
 use crate::io::SegmentFile;
 use crate::log::format::{self, BATCH_HEADER_FRAME_LEN, BatchHeader, EventRecordRef};
+use crate::log::indexer::{self, IndexWork, IndexerCommand};
 use crate::log::reader::{Location, read_event_at};
 use crate::log::segment::Segment;
 use crate::shared::Shared;
+
+/// Synced batches waiting for the indexer; beyond this the writer waits (back-pressure).
+const INDEX_QUEUE_BATCHES: usize = 16;
 
 pub(crate) type AppendReply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
 
@@ -58,12 +65,51 @@ fn job_bytes(request: &AppendRequest) -> usize {
 #[derive(Debug)]
 pub(crate) struct Writer {
     shared: Arc<Shared>,
-    head: watch::Sender<Option<Position>>,
     active: Arc<Segment>,
     write_offset: u64,
     next_position: Position,
-    last_durable_index: Instant,
     spare: Option<std::thread::JoinHandle<Result<Arc<dyn SegmentFile>, StoreError>>>,
+    to_indexer: SyncSender<IndexerCommand>,
+    indexer: Option<std::thread::JoinHandle<()>>,
+    /// What synced batches that the indexer has not yet indexed changed.
+    inflight: Inflight,
+}
+
+/// Batches the indexer holds are in the log but not yet in the index: the writer keeps their
+/// stream heads and client ids, so the appends that follow are checked against them.
+#[derive(Debug, Default)]
+struct Inflight {
+    /// Stream key → its newest head, and the `next_position` of the batch that set it.
+    heads: HashMap<String, (StreamHead, Position)>,
+    ids: HashMap<Uuid, IdSite>,
+    /// The indexer's progress when this was last pruned.
+    pruned_at: Position,
+}
+
+impl Inflight {
+    /// Forgets what the index now holds.
+    fn prune(&mut self, indexed_next: Position) {
+        if indexed_next == self.pruned_at {
+            return;
+        }
+        self.heads.retain(|_, (_, set_by)| *set_by > indexed_next);
+        self.ids.retain(|_, site| site.position >= indexed_next);
+        self.pruned_at = indexed_next;
+    }
+
+    fn record(
+        &mut self,
+        heads: &HashMap<String, (StreamHead, bool)>,
+        ids: &HashMap<Uuid, IdSite>,
+        next_position: Position,
+    ) {
+        for (key, (head, _)) in heads {
+            self.heads.insert(key.clone(), (*head, next_position));
+        }
+        for (id, site) in ids {
+            self.ids.insert(*id, site.clone());
+        }
+    }
 }
 
 impl Writer {
@@ -73,18 +119,28 @@ impl Writer {
         active: Arc<Segment>,
         write_offset: u64,
         next_position: Position,
-    ) -> Self {
+    ) -> Result<Self, StoreError> {
+        let (to_indexer, work) = std::sync::mpsc::sync_channel(INDEX_QUEUE_BATCHES);
+        let indexer_shared = Arc::clone(&shared);
+        let indexer = std::thread::Builder::new()
+            .name("runnel-indexer".to_owned())
+            .spawn(move || indexer::run(indexer_shared, head, work))
+            .map_err(|e| StoreError::io("starting the indexer thread", e))?;
         let mut writer = Self {
             shared,
-            head,
             active,
             write_offset,
             next_position,
-            last_durable_index: Instant::now(),
             spare: None,
+            to_indexer,
+            indexer: Some(indexer),
+            inflight: Inflight {
+                pruned_at: next_position,
+                ..Inflight::default()
+            },
         };
         writer.prepare_spare();
-        writer
+        Ok(writer)
     }
 
     /// The writer thread's body.
@@ -143,27 +199,23 @@ impl Writer {
                 }
             }
         }
-        self.finish_index();
-        self.remove_spare();
+        self.finish();
         let _ = done.send(());
     }
 
-    fn finish(mut self) {
-        self.finish_index();
+    /// Lets the indexer finish what is queued (it makes the index durable and closes the head),
+    /// and waits for it: the index must be released before the directory can be opened again.
+    fn finish(&mut self) {
+        let (done, finished) = oneshot::channel();
+        if self.to_indexer.send(IndexerCommand::Close(done)).is_ok() {
+            let _ = finished.blocking_recv();
+        }
+        if let Some(indexer) = self.indexer.take()
+            && indexer.join().is_err()
+        {
+            tracing::error!("the indexer thread panicked");
+        }
         self.remove_spare();
-    }
-
-    fn finish_index(&mut self) {
-        if self.shared.check_poison().is_err() {
-            return;
-        }
-        let update = IndexUpdate {
-            next_position: self.next_position,
-            ..IndexUpdate::default()
-        };
-        if let Err(error) = self.shared.index.apply(&update, true) {
-            tracing::warn!(%error, "the final durable index commit failed; the next start re-indexes the log tail");
-        }
     }
 
     /// Commits a group of appends: as one batch, or as several where a segment fills up.
@@ -175,7 +227,7 @@ impl Writer {
             return;
         }
         let mut batch = Batch::new(self.next_position, BATCH_HEADER_FRAME_LEN);
-        let mut reader = match self.shared.index.reader() {
+        let mut reader = match self.fresh_reader() {
             Ok(reader) => reader,
             Err(error) => return self.fail_all(jobs, error),
         };
@@ -186,7 +238,7 @@ impl Writer {
                 let flushed = self
                     .flush(batch)
                     .and_then(|()| self.roll())
-                    .and_then(|()| self.shared.index.reader());
+                    .and_then(|()| self.fresh_reader());
                 match flushed {
                     Ok(fresh) => reader = fresh,
                     Err(error) => {
@@ -196,12 +248,21 @@ impl Writer {
                 }
                 batch = Batch::new(self.next_position, BATCH_HEADER_FRAME_LEN);
             }
-            let outcome = batch.admit(&self.shared, &reader, &job.request);
+            let outcome = batch.admit(&self.shared, &self.inflight, &reader, &job.request);
             batch.replies.push((job.reply, outcome));
         }
         if let Err(error) = self.flush(batch) {
             tracing::debug!(%error, "batch failed");
         }
+    }
+
+    /// An index snapshot that, with `inflight`, reflects every batch written so far. The
+    /// indexer publishes its progress after its commit, so a snapshot begun after reading the
+    /// progress holds everything the pruned entries described.
+    fn fresh_reader(&mut self) -> Result<IndexReader, StoreError> {
+        let indexed_next = Position(self.shared.indexed_next.load(Ordering::Acquire));
+        self.inflight.prune(indexed_next);
+        self.shared.index.reader()
     }
 
     fn fail_all(&self, jobs: Vec<AppendJob>, error: StoreError) {
@@ -213,8 +274,9 @@ impl Writer {
         }
     }
 
-    /// Writes, syncs and indexes `batch`, then answers its appends. On failure the engine is
-    /// poisoned and every append of the batch fails (errors found by the checks stay as they are).
+    /// Writes and syncs `batch`, then hands it to the indexer, which answers its appends. On
+    /// failure the engine is poisoned and every append of the batch fails (errors found by the
+    /// checks stay as they are).
     fn flush(&mut self, batch: Batch) -> Result<(), StoreError> {
         let Batch {
             mut buffer,
@@ -222,43 +284,44 @@ impl Writer {
             next_position,
             mut index,
             heads,
+            ids,
             replies,
             ..
         } = batch;
+        let written = if next_position == first_position {
+            Ok(())
+        } else {
+            self.write_batch(&mut buffer, first_position, next_position, &mut index)
+        };
+        if let Err(error) = written {
+            self.shared.poison(&error);
+            for (reply, outcome) in replies {
+                let _ = reply.send(outcome.and(Err(StoreError::Poisoned {
+                    cause: error.to_string(),
+                })));
+            }
+            return Err(StoreError::Poisoned {
+                cause: error.to_string(),
+            });
+        }
+        if next_position != first_position {
+            self.inflight.record(&heads, &ids, next_position);
+        }
         index.streams = heads
             .into_iter()
             .map(|(key, (head, created))| (key, head, created))
             .collect();
-        if next_position == first_position {
-            for (reply, outcome) in replies {
-                let _ = reply.send(outcome);
-            }
-            return Ok(());
-        }
-        let result = self.write_batch(&mut buffer, first_position, next_position, &mut index);
-        match result {
-            Ok(()) => {
-                for (reply, outcome) in replies {
-                    let _ = reply.send(outcome);
-                }
-                Ok(())
-            }
-            Err(error) => {
-                self.shared.poison(&error);
-                for (reply, outcome) in replies {
-                    let outcome = match outcome {
-                        Ok(_) => Err(StoreError::Poisoned {
-                            cause: error.to_string(),
-                        }),
-                        Err(rejected) => Err(rejected),
-                    };
-                    let _ = reply.send(outcome);
-                }
-                Err(StoreError::Poisoned {
-                    cause: error.to_string(),
-                })
-            }
-        }
+        // Even a batch that wrote nothing goes through the indexer: its answers (a conflict, a
+        // retried append) may rest on batches still being indexed, and must not overtake them.
+        let work = IndexWork {
+            update: index,
+            replies,
+        };
+        self.to_indexer
+            .send(IndexerCommand::Index(work))
+            .map_err(|_| StoreError::Poisoned {
+                cause: "the indexer stopped".to_owned(),
+            })
     }
 
     fn write_batch(
@@ -318,13 +381,6 @@ impl Writer {
             };
         }
         index.next_position = next_position;
-        let durable = self.last_durable_index.elapsed()
-            >= Duration::from_millis(self.shared.config.index_durable_interval_ms);
-        self.shared.index.apply(index, durable)?;
-        if durable {
-            self.last_durable_index = Instant::now();
-        }
-        self.head.send_replace(Some(Position(next_position.0 - 1)));
         Ok(())
     }
 
@@ -436,15 +492,16 @@ impl Batch {
     fn admit(
         &mut self,
         shared: &Shared,
+        inflight: &Inflight,
         reader: &IndexReader,
         request: &AppendRequest,
     ) -> Result<AppendOutcome, StoreError> {
         let key = stream_key(&request.stream);
-        let current = match self.heads.get(&key) {
-            Some((head, _)) => Some(*head),
-            None => reader.stream_head(&key)?,
+        let current = match (self.heads.get(&key), inflight.heads.get(&key)) {
+            (Some((head, _)), _) | (None, Some((head, _))) => Some(*head),
+            (None, None) => reader.stream_head(&key)?,
         };
-        if let Some(retried) = self.check_ids(shared, reader, request)? {
+        if let Some(retried) = self.check_ids(shared, inflight, reader, request)? {
             return Ok(retried);
         }
         let current_revision = current.map(|head| head.last_revision);
@@ -463,6 +520,7 @@ impl Batch {
     fn check_ids(
         &self,
         shared: &Shared,
+        inflight: &Inflight,
         reader: &IndexReader,
         request: &AppendRequest,
     ) -> Result<Option<AppendOutcome>, StoreError> {
@@ -476,7 +534,10 @@ impl Batch {
             if seen.insert(id, ()).is_some() {
                 return Err(StoreError::DuplicateEventId { id });
             }
-            sites.push(self.locate(shared, reader, id)?.map(|site| (id, site)));
+            sites.push(
+                self.locate(shared, inflight, reader, id)?
+                    .map(|site| (id, site)),
+            );
         }
         let Some((first_id, first)) = sites.iter().flatten().next().cloned() else {
             return Ok(None);
@@ -507,10 +568,11 @@ impl Batch {
     fn locate(
         &self,
         shared: &Shared,
+        inflight: &Inflight,
         reader: &IndexReader,
         id: Uuid,
     ) -> Result<Option<IdSite>, StoreError> {
-        if let Some(site) = self.ids.get(&id) {
+        if let Some(site) = self.ids.get(&id).or_else(|| inflight.ids.get(&id)) {
             return Ok(Some(site.clone()));
         }
         let Some(EventLocation { location, .. }) = reader.event_by_id(id)? else {
