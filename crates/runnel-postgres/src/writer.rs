@@ -328,8 +328,8 @@ impl Writer {
             });
         };
         let read = tokio::time::timeout(answer_timeout, lock_and_read(connection, requests)).await;
-        let state = match read {
-            Ok(Ok(state)) => state,
+        let rows = match read {
+            Ok(Ok(rows)) => rows,
             Ok(Err(error)) => {
                 let failed = store_error("locking the log head", &error);
                 self.abandon_transaction(!is_transient(&error)).await;
@@ -338,6 +338,13 @@ impl Writer {
             Err(_) => {
                 self.connection = None;
                 return Attempt::Failed(timed_out("locking the log head", answer_timeout));
+            }
+        };
+        let state = match rows.decode() {
+            Ok(state) => state,
+            Err(error) => {
+                self.abandon_transaction(true).await;
+                return Attempt::Failed(error);
             }
         };
         let mut batch = Batch::new(state.next_position, state.heads, state.ids);
@@ -424,7 +431,7 @@ struct LockedState {
 async fn lock_and_read(
     connection: &WriterConnection,
     requests: &[AppendRequest],
-) -> Result<LockedState, tokio_postgres::Error> {
+) -> Result<LockedRows, tokio_postgres::Error> {
     let client = &connection.client;
     let statements = &connection.statements;
     let mut stream_types = Vec::new();
@@ -458,50 +465,43 @@ async fn lock_and_read(
     begin?;
     let lock = lock?;
     let (heads, found) = (heads?, found?);
-    let next_position: i64 = lock.get(0);
-    let recorded_at: DateTime<Utc> = lock.get(1);
-    let mut state = LockedState {
-        next_position: Position(u64::try_from(next_position).unwrap_or(0)),
-        recorded_at,
-        heads: HashMap::with_capacity(heads.len()),
-        ids: HashMap::with_capacity(found.len()),
-    };
-    for row in &heads {
-        // Rows that do not decode cannot match a request's (valid) stream: skip them.
-        let (Ok(stream_type), Ok(stream_id), Ok(last)) = (
-            column::<&str>(row, 0),
-            column::<&str>(row, 1),
-            column::<i64>(row, 2),
-        ) else {
-            continue;
+    Ok(LockedRows { lock, heads, found })
+}
+
+/// The rows of the first round trip, not decoded yet.
+struct LockedRows {
+    lock: tokio_postgres::Row,
+    heads: Vec<tokio_postgres::Row>,
+    found: Vec<tokio_postgres::Row>,
+}
+
+impl LockedRows {
+    /// Decodes what was read. A row that does not decode fails the batch: checking appends
+    /// against a state with a stream or an id missing could write wrong revisions.
+    fn decode(self) -> Result<LockedState, StoreError> {
+        let next_position: i64 = column(&self.lock, 0)?;
+        let mut state = LockedState {
+            next_position: Position(to_u64(next_position, "position")?),
+            recorded_at: column(&self.lock, 1)?,
+            heads: HashMap::with_capacity(self.heads.len()),
+            ids: HashMap::with_capacity(self.found.len()),
         };
-        if let (Ok(stream), Ok(last)) = (
-            stream_name(stream_type, stream_id),
-            to_u64(last, "revision"),
-        ) {
-            state.heads.insert(stream, Revision(last));
+        for row in &self.heads {
+            let stream = stream_name(column(row, 0)?, column(row, 1)?)?;
+            let last = Revision(to_u64(column(row, 2)?, "revision")?);
+            state.heads.insert(stream, last);
         }
-    }
-    for row in &found {
-        let site = (|| {
+        for row in &self.found {
             let id: Uuid = column(row, 0)?;
-            let stream = stream_name(column(row, 1)?, column(row, 2)?)?;
-            let revision = Revision(to_u64(column(row, 3)?, "revision")?);
-            let position = Position(to_u64(column(row, 4)?, "position")?);
-            Ok::<_, StoreError>((
-                id,
-                IdSite {
-                    stream,
-                    revision,
-                    position,
-                },
-            ))
-        })();
-        if let Ok((id, site)) = site {
+            let site = IdSite {
+                stream: stream_name(column(row, 1)?, column(row, 2)?)?,
+                revision: Revision(to_u64(column(row, 3)?, "revision")?),
+                position: Position(to_u64(column(row, 4)?, "position")?),
+            };
             state.ids.insert(id, site);
         }
+        Ok(state)
     }
-    Ok(state)
 }
 
 /// Why the second round trip failed.
