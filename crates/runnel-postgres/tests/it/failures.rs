@@ -13,7 +13,7 @@ use runnel_postgres::{PostgresConfig, PostgresStore};
 use uuid::Uuid;
 
 use crate::helpers::{all_events, append_with_ids, assert_exactly, ids_of, stream};
-use crate::support::{Proxy, ProxyMode, TestSchema};
+use crate::support::{Proxy, ProxyMode, TestSchema, admin};
 
 const APPENDERS: usize = 8;
 const APPENDS_PER_APPENDER: usize = 60;
@@ -284,6 +284,85 @@ async fn an_unreachable_database_fails_requests_fast_and_the_store_recovers_by_i
         &all_events(&store).await,
         &expected_positions(&acknowledged),
         "after the outage",
+    );
+    store
+        .close()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_the_database_refuses_fails_alone_and_its_batch_mates_commit() {
+    let schema = TestSchema::migrated().await;
+    let store = Arc::new(
+        PostgresStore::open(schema.config())
+            .await
+            .unwrap_or_else(|error| panic!("open: {error}")),
+    );
+    // PostgreSQL's text cannot hold a NUL character: this append passes every check of the
+    // store, and the database refuses it.
+    let mut refused = append_with_ids(&stream("blob/b-0"), 1);
+    refused.events[0].data = runnel_core::Payload::Binary {
+        content_type: "application/x\0y".to_owned(),
+        bytes: vec![1, 2, 3],
+    };
+    let refused_ids = ids_of(&refused);
+    // Hold the log head so that the appends queue up behind the writer's first transaction
+    // and the next group commit carries most of them, the refused one among them.
+    let mut blocker = admin().await;
+    let holding = blocker
+        .transaction()
+        .await
+        .unwrap_or_else(|error| panic!("BEGIN: {error}"));
+    holding
+        .execute(
+            &format!("SELECT 1 FROM {}.runnel_log_head FOR UPDATE", schema.name),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|error| panic!("locking the head: {error}"));
+    let mut tasks = Vec::new();
+    for n in 0..32 {
+        let store = Arc::clone(&store);
+        let request = if n == 16 {
+            refused.clone()
+        } else {
+            append_with_ids(&stream(&format!("order/o-{}", n % 4)), 2)
+        };
+        tasks.push(tokio::spawn(async move {
+            let ids = ids_of(&request);
+            (ids, store.append(request).await)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holding
+        .rollback()
+        .await
+        .unwrap_or_else(|error| panic!("releasing the head: {error}"));
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        let (ids, result) = task
+            .await
+            .unwrap_or_else(|error| panic!("an append task failed: {error}"));
+        match result {
+            Ok(outcome) => {
+                assert_ne!(ids, refused_ids, "the refused append was acknowledged");
+                acknowledged.push((ids, outcome));
+            }
+            Err(error) => {
+                assert_eq!(ids, refused_ids, "a good append failed: {error}");
+                assert!(
+                    !error.is_client_error() && !matches!(error, StoreError::Unavailable { .. }),
+                    "a refusal is the store's error, not an outage: {error:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(acknowledged.len(), 31, "every other append committed");
+    assert_exactly(
+        &all_events(store.as_ref()).await,
+        &expected_positions(&acknowledged),
+        "after the refusal",
     );
     store
         .close()
