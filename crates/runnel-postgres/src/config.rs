@@ -27,7 +27,8 @@ pub struct PostgresConfig {
     /// Waiting for a free pooled connection when all are busy.
     pub pool_wait_timeout_ms: u64,
     /// The server cancels any statement, and gives up waiting for a lock, after this long; the
-    /// client gives up on an answer shortly after.
+    /// client gives up on an answer a second later. A request waits at most about this long
+    /// when the database stops answering.
     pub statement_timeout_ms: u64,
     /// How often the head follower reads the head even without a notification, bounding how
     /// long a lost notification can delay followers.
@@ -51,7 +52,7 @@ impl PostgresConfig {
             limits: AppendLimits::default(),
             connect_timeout_ms: 3_000,
             pool_wait_timeout_ms: 3_000,
-            statement_timeout_ms: 5_000,
+            statement_timeout_ms: 3_000,
             head_poll_interval_ms: 1_000,
             reconnect_backoff_ms: 250,
             max_scan_events: 50_000,
@@ -100,7 +101,7 @@ impl PostgresConfig {
     /// How long the client waits for any one answer: the server's own timeout plus a margin,
     /// so that a server that stopped answering (a dead network) cannot hang a caller.
     pub(crate) fn answer_timeout(&self) -> Duration {
-        self.statement_timeout() + Duration::from_secs(2)
+        self.statement_timeout() + Duration::from_secs(1)
     }
 }
 

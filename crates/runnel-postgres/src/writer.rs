@@ -253,10 +253,15 @@ impl Writer {
             }
             match self.open_connection().await {
                 Ok(connection) => {
-                    self.unreachable = None;
+                    if self.unreachable.take().is_some() {
+                        tracing::info!("the writer reconnected to PostgreSQL");
+                    }
                     self.connection = Some(connection);
                 }
                 Err(error) => {
+                    if self.unreachable.is_none() {
+                        tracing::warn!(%error, "the writer cannot reach PostgreSQL; appends fail until it can");
+                    }
                     self.unreachable = Some((
                         Instant::now() + self.settings.reconnect_backoff,
                         error.to_string(),
