@@ -27,8 +27,9 @@ pub async fn admin() -> tokio_postgres::Client {
     let (client, connection) = match connecting {
         Ok(Ok(pair)) => pair,
         Ok(Err(error)) => panic!(
-            "PostgreSQL is not reachable at {url} ({error}): these tests need a running server \
-             (`.ci/run` starts one; set RUNNEL_TEST_POSTGRES_URL to use another)"
+            "PostgreSQL is not reachable at {url} ({error}: {}): these tests need a running \
+             server (`.ci/run` starts one; set RUNNEL_TEST_POSTGRES_URL to use another)",
+            std::error::Error::source(&error).map_or(String::new(), ToString::to_string)
         ),
         Err(_) => panic!("PostgreSQL at {url} did not answer within 10 s"),
     };
