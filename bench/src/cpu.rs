@@ -108,3 +108,80 @@ pub(crate) fn load_average() -> String {
         })
         .unwrap_or_else(|_| "unknown".to_owned())
 }
+
+/// CPU ticks of groups of processes, picked by command name, and of the whole machine: how a
+/// phase's CPU split between the server, the load generator and everything else.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupSample {
+    at: Instant,
+    /// (pid, group, ticks) of every matching process.
+    processes: Vec<(u32, usize, u64)>,
+    machine_busy_ticks: u64,
+}
+
+/// CPU use of each group over an interval, in cores, and of the rest of the machine.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct GroupUse {
+    pub(crate) cores: Vec<f64>,
+    pub(crate) others_cores: f64,
+}
+
+impl GroupSample {
+    /// Samples every process whose command name is in `groups[i]`.
+    pub(crate) fn now(groups: &[&[&str]]) -> Self {
+        let mut processes = Vec::new();
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let Some((comm, ticks)) = comm_and_ticks(&entry.path().join("stat")) else {
+                    continue;
+                };
+                if let Some(group) = groups.iter().position(|names| names.contains(&&*comm)) {
+                    processes.push((pid, group, ticks));
+                }
+            }
+        }
+        Self {
+            at: Instant::now(),
+            processes,
+            machine_busy_ticks: machine_busy_ticks().unwrap_or(0),
+        }
+    }
+
+    /// Per process: what it used since `self`, or all it used if it started in between. A
+    /// process that exited in between took its ticks with it (and counts as "others").
+    pub(crate) fn until(&self, later: &GroupSample) -> GroupUse {
+        let wall = later.at.duration_since(self.at).as_secs_f64().max(1e-9);
+        let cores = |ticks: u64| ticks as f64 / TICKS_PER_SECOND / wall;
+        let groups = later.processes.iter().map(|p| p.1 + 1).max().unwrap_or(0);
+        let mut used = vec![0u64; groups];
+        for &(pid, group, ticks) in &later.processes {
+            let before = self
+                .processes
+                .iter()
+                .find(|p| p.0 == pid)
+                .map_or(0, |p| p.2);
+            used[group] += ticks.saturating_sub(before);
+        }
+        let machine = later
+            .machine_busy_ticks
+            .saturating_sub(self.machine_busy_ticks);
+        GroupUse {
+            cores: used.iter().map(|&t| cores(t)).collect(),
+            others_cores: cores(machine.saturating_sub(used.iter().sum())),
+        }
+    }
+}
+
+fn comm_and_ticks(path: &std::path::Path) -> Option<(String, u64)> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    let fields: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((comm, utime + stime))
+}

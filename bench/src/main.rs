@@ -6,6 +6,7 @@ mod cpu;
 mod disk;
 mod engine;
 mod format;
+mod http;
 mod latency;
 mod payload;
 
@@ -26,6 +27,9 @@ enum Command {
     /// The machine's disk limits and the embedded engine in-process: appends (1..256 writers,
     /// batched), stream reads and `$all` scans.
     Engine(engine::EngineArgs),
+    /// A release `runnel serve` over HTTP against PostgreSQL (pgbench) and NATS JetStream, in
+    /// the same run: appends, reads, and SSE end-to-end latency.
+    Http(http::HttpArgs),
 }
 
 /// The command line as typed, quoted where a shell would need it.
@@ -49,6 +53,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let report = match &cli.command {
         Command::Engine(args) => engine::run(args, &command_line())?,
+        Command::Http(args) => http::run(args, &command_line())?,
     };
     print!("{report}");
     Ok(())
