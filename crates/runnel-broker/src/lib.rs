@@ -1,6 +1,8 @@
-//! Runnel's broker foundations, free of I/O: what consumer groups need to decide without
-//! touching a socket, a disk or a clock.
+//! Runnel's broker: consumer groups over the store, and the parts of delivery that decide
+//! without touching a socket, a disk or a clock.
 //!
+//! - [`group`]: consumer groups — configuration, the pure state machine, and the service that
+//!   runs it over any [`runnel_core::Store`].
 //! - [`pattern`]: the EventBridge event-pattern language, compiled once, matched per event.
 //! - [`filter`]: a subscription's filter (stream types, event types, pattern).
 //! - [`event_json`]: the one conversion of a recorded event to the Event JSON of API.md.
@@ -15,6 +17,7 @@ pub mod circuit;
 pub mod cloudevents;
 pub mod event_json;
 pub mod filter;
+pub mod group;
 pub mod pattern;
 pub mod retry;
 pub mod webhook;
