@@ -5,6 +5,7 @@
 mod append;
 mod error;
 mod event;
+pub mod idempotency;
 mod names;
 mod numbers;
 mod read;

@@ -8,18 +8,13 @@
 
 use std::collections::HashMap;
 
+use runnel_core::idempotency::resolve_ids;
 use runnel_core::{
     AppendOutcome, AppendRequest, Payload, Position, Revision, StoreError, StreamName,
 };
 use uuid::Uuid;
 
-/// Where an event id already lives, as far as the idempotency check needs to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct IdSite {
-    pub(crate) stream: StreamName,
-    pub(crate) revision: Revision,
-    pub(crate) position: Position,
-}
+pub(crate) use runnel_core::idempotency::IdSite;
 
 /// A stream this batch writes to: its new head, and whether the batch created it.
 #[derive(Debug, Clone, Copy)]
@@ -113,47 +108,10 @@ impl<'a> Batch<'a> {
         Ok(self.write(request, current))
     }
 
-    /// Detects a retry (every event has a client id, all found in this stream at consecutive
-    /// revisions and positions, in order: answered with the original outcome) and ids that
-    /// exist anywhere else (a duplicate).
+    /// Detects a retry (answered with the original outcome) and ids that exist anywhere else,
+    /// as every engine does: see [`runnel_core::idempotency`].
     fn check_ids(&self, request: &AppendRequest) -> Result<Option<AppendOutcome>, StoreError> {
-        let mut sites = Vec::with_capacity(request.events.len());
-        let mut seen = HashMap::with_capacity(request.events.len());
-        for event in &request.events {
-            let Some(id) = event.id else {
-                sites.push(None);
-                continue;
-            };
-            if seen.insert(id, ()).is_some() {
-                return Err(StoreError::DuplicateEventId { id });
-            }
-            sites.push(self.ids.get(&id).map(|site| (id, site)));
-        }
-        let Some((first_id, first)) = sites.iter().flatten().next().copied() else {
-            return Ok(None);
-        };
-        let is_retry = sites.iter().enumerate().all(|(offset, site)| {
-            site.is_some_and(|(_, site)| {
-                site.stream == request.stream
-                    && site.revision.0 == first.revision.0 + offset as u64
-                    && site.position.0 == first.position.0 + offset as u64
-            })
-        });
-        if !is_retry {
-            return Err(StoreError::DuplicateEventId { id: first_id });
-        }
-        let last = sites
-            .last()
-            .copied()
-            .flatten()
-            .map_or(first, |(_, site)| site);
-        Ok(Some(AppendOutcome {
-            stream: request.stream.clone(),
-            first_revision: first.revision,
-            last_revision: last.revision,
-            first_position: first.position,
-            last_position: last.position,
-        }))
+        resolve_ids(request, |id| Ok(self.ids.get(&id).cloned()))
     }
 
     fn write(&mut self, request: &'a AppendRequest, current: Option<Revision>) -> AppendOutcome {

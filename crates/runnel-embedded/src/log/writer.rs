@@ -11,9 +11,8 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::time::Instant;
 
-use runnel_core::{
-    AppendOutcome, AppendRequest, Position, RecordedAt, Revision, StoreError, StreamName,
-};
+use runnel_core::idempotency::{IdSite, resolve_ids};
+use runnel_core::{AppendOutcome, AppendRequest, Position, RecordedAt, Revision, StoreError};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
 
@@ -446,14 +445,6 @@ fn clone_poison(error: &StoreError) -> StoreError {
     }
 }
 
-/// Where an id already lives, as far as an append's idempotency check needs to know.
-#[derive(Debug, Clone)]
-struct IdSite {
-    stream: StreamName,
-    revision: Revision,
-    position: Position,
-}
-
 /// One group commit being assembled: the frames, the index entries, and the answers.
 #[derive(Debug)]
 struct Batch {
@@ -515,8 +506,8 @@ impl Batch {
         Ok(self.write(key, current, request))
     }
 
-    /// Detects a retry of an append already written (same ids, same stream, consecutive
-    /// revisions: answered with the original outcome) and ids that exist elsewhere.
+    /// Detects a retry of an append already written (answered with the original outcome) and
+    /// ids that exist elsewhere, as every engine does: see [`runnel_core::idempotency`].
     fn check_ids(
         &self,
         shared: &Shared,
@@ -524,45 +515,7 @@ impl Batch {
         reader: &IndexReader,
         request: &AppendRequest,
     ) -> Result<Option<AppendOutcome>, StoreError> {
-        let mut sites = Vec::with_capacity(request.events.len());
-        let mut seen = HashMap::new();
-        for event in &request.events {
-            let Some(id) = event.id else {
-                sites.push(None);
-                continue;
-            };
-            if seen.insert(id, ()).is_some() {
-                return Err(StoreError::DuplicateEventId { id });
-            }
-            sites.push(
-                self.locate(shared, inflight, reader, id)?
-                    .map(|site| (id, site)),
-            );
-        }
-        let Some((first_id, first)) = sites.iter().flatten().next().cloned() else {
-            return Ok(None);
-        };
-        let is_retry = sites.iter().enumerate().all(|(offset, site)| {
-            site.as_ref().is_some_and(|(_, site)| {
-                site.stream == request.stream
-                    && site.revision.0 == first.revision.0 + offset as u64
-                    && site.position.0 == first.position.0 + offset as u64
-            })
-        });
-        if !is_retry {
-            return Err(StoreError::DuplicateEventId { id: first_id });
-        }
-        let last = sites
-            .last()
-            .and_then(|site| site.as_ref())
-            .map_or(first.clone(), |(_, site)| site.clone());
-        Ok(Some(AppendOutcome {
-            stream: request.stream.clone(),
-            first_revision: first.revision,
-            last_revision: last.revision,
-            first_position: first.position,
-            last_position: last.position,
-        }))
+        resolve_ids(request, |id| self.locate(shared, inflight, reader, id))
     }
 
     fn locate(
