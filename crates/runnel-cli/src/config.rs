@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use figment::Figment;
 use figment::providers::{Format as _, Serialized, Toml};
 use runnel_core::AppendLimits;
-use runnel_server::ServerConfig;
+use runnel_server::{AuthConfig, Secret, ServerConfig};
 use serde::{Deserialize, Serialize};
 
 /// Every setting of `runnel serve`, as the TOML file spells it.
@@ -17,6 +17,16 @@ use serde::{Deserialize, Serialize};
 pub(crate) struct ServeConfig {
     pub(crate) data_dir: PathBuf,
     pub(crate) listen: SocketAddr,
+    /// A flag: left out of the defaults so that only a set value overrides a file's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) insecure: bool,
+    /// A flag, like `insecure`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) metrics_public: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) admin_key_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key_pepper_file: Option<PathBuf>,
     pub(crate) log_format: LogFormat,
     pub(crate) log_level: String,
     pub(crate) max_body_bytes: usize,
@@ -48,6 +58,10 @@ impl Default for ServeConfig {
         Self {
             data_dir: PathBuf::from("./runnel-data"),
             listen: server.listen,
+            insecure: server.insecure,
+            metrics_public: server.auth.metrics_public,
+            admin_key_file: None,
+            key_pepper_file: None,
             log_format: LogFormat::Text,
             log_level: "info".to_owned(),
             max_body_bytes: server.max_body_bytes,
@@ -86,6 +100,7 @@ impl ServeConfig {
     pub(crate) fn server(&self) -> ServerConfig {
         ServerConfig {
             listen: self.listen,
+            insecure: self.insecure,
             max_body_bytes: self.max_body_bytes,
             request_timeout_ms: self.request_timeout_ms,
             max_concurrent_requests: self.max_concurrent_requests,
@@ -95,6 +110,24 @@ impl ServeConfig {
             shutdown_grace_ms: self.shutdown_grace_ms,
             ..ServerConfig::default()
         }
+    }
+
+    /// The key settings: the admin key and the pepper from their variable or file (never from
+    /// a flag's value, which other users of the machine can read in the process list).
+    pub(crate) fn auth(&self) -> anyhow::Result<AuthConfig> {
+        Ok(AuthConfig {
+            metrics_public: self.metrics_public,
+            admin_key: secret(
+                "RUNNEL_ADMIN_KEY",
+                "admin_key_file",
+                self.admin_key_file.as_deref(),
+            )?,
+            key_pepper: secret(
+                "RUNNEL_KEY_PEPPER",
+                "key_pepper_file",
+                self.key_pepper_file.as_deref(),
+            )?,
+        })
     }
 
     pub(crate) fn engine(&self) -> runnel_embedded::EngineConfig {
@@ -108,6 +141,28 @@ impl ServeConfig {
             segment_bytes: self.segment_bytes,
             ..runnel_embedded::EngineConfig::default()
         }
+    }
+}
+
+/// A secret from the environment variable `variable` or from the file `file` (its first line,
+/// as container platforms mount secrets), but not from both.
+fn secret(variable: &str, setting: &str, file: Option<&Path>) -> anyhow::Result<Option<Secret>> {
+    let from_env = std::env::var(variable)
+        .ok()
+        .filter(|value| !value.is_empty());
+    match (from_env, file) {
+        (Some(_), Some(_)) => anyhow::bail!("both {variable} and {setting} are set: give one"),
+        (Some(value), None) => Ok(Some(Secret::new(value.trim()))),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {setting} {}", path.display()))?;
+            let value = text.lines().next().unwrap_or_default().trim();
+            if value.is_empty() {
+                anyhow::bail!("{setting} {} is empty", path.display());
+            }
+            Ok(Some(Secret::new(value)))
+        }
+        (None, None) => Ok(None),
     }
 }
 

@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (embedded engine by default).
-    Serve(commands::serve::ServeArgs),
+    Serve(Box<commands::serve::ServeArgs>),
     /// Check a data directory offline: every checksum, every frame, every index entry.
     Verify(commands::verify::VerifyArgs),
     /// Append events to a stream.
@@ -32,6 +32,8 @@ enum Command {
     Streams(commands::streams::StreamsArgs),
     /// Follow `$all` live (optionally filtered).
     Tail(commands::tail::TailArgs),
+    /// Create, list and revoke API keys (needs an admin key).
+    Keys(commands::keys::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,12 +50,13 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Serve(args) => commands::serve::run(*args).await,
             Command::Verify(args) => commands::verify::run(args).await,
             Command::Append(args) => commands::append::run(args).await,
             Command::Read(args) => commands::read::run(args).await,
             Command::Streams(args) => commands::streams::run(args).await,
             Command::Tail(args) => commands::tail::run(args).await,
+            Command::Keys(args) => commands::keys::run(args).await,
         }
     });
     match outcome {

@@ -19,6 +19,9 @@ use uuid::Uuid;
 /// How long a server may take to start, and a test to wait for any one thing.
 const WAIT: Duration = Duration::from_secs(20);
 
+/// The server's bootstrap admin key (`RUNNEL_ADMIN_KEY`), which the client and the CLI send.
+const ADMIN_KEY: &str = "client-test-admin-key-0123456789abcdef0123456789";
+
 /// `runnel serve` on a free port of 127.0.0.1 and a data directory of its own; killed on drop.
 struct Server {
     child: Child,
@@ -37,6 +40,8 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .env_remove("RUNNEL_CONFIG")
+            .env_remove("RUNNEL_KEY_PEPPER")
+            .env("RUNNEL_ADMIN_KEY", ADMIN_KEY)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -72,7 +77,10 @@ impl Server {
     }
 
     fn client(&self) -> Client {
-        Client::new(&self.base).expect("valid base URL")
+        Client::builder(&self.base)
+            .with_bearer_token(ADMIN_KEY)
+            .build()
+            .expect("valid base URL")
     }
 
     async fn ready(self) -> Self {
@@ -123,6 +131,7 @@ fn cli(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
         .args(args)
         .env("RUNNEL_URL", url)
+        .env("RUNNEL_API_KEY", ADMIN_KEY)
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -443,6 +452,7 @@ async fn usage_errors_exit_with_2_and_help_documents_the_exit_codes() {
 async fn paging_streams_cross_page_boundaries_in_both_directions() {
     let server = Server::start().ready().await;
     let client = Client::builder(&server.base)
+        .with_bearer_token(ADMIN_KEY)
         .page_size(2)
         .build()
         .expect("valid");
@@ -562,6 +572,7 @@ async fn the_cli_tail_prints_stored_then_live_events_once_each() {
             "--json",
         ])
         .env("RUNNEL_URL", &server.base)
+        .env("RUNNEL_API_KEY", ADMIN_KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -727,6 +738,7 @@ async fn an_interrupted_tail_exits_with_0() {
     let mut tail = Command::new(env!("CARGO_BIN_EXE_runnel"))
         .args(["tail"])
         .env("RUNNEL_URL", &server.base)
+        .env("RUNNEL_API_KEY", ADMIN_KEY)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -421,11 +421,11 @@ impl Client {
         }
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<T, ClientError> {
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, url: Url) -> Result<T, ClientError> {
         self.send_json(self.request(Method::GET, url)).await
     }
 
-    async fn send_json<T: DeserializeOwned>(
+    pub(crate) async fn send_json<T: DeserializeOwned>(
         &self,
         request: RequestBuilder,
     ) -> Result<T, ClientError> {
@@ -438,7 +438,10 @@ impl Client {
 
     /// Sends `request` and reads the whole answer, within the request timeout and the body
     /// limit.
-    async fn send(&self, request: RequestBuilder) -> Result<(StatusCode, Vec<u8>), ClientError> {
+    pub(crate) async fn send(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), ClientError> {
         let mut response = request
             .timeout(self.config.request_timeout)
             .send()
@@ -466,7 +469,7 @@ impl Client {
 /// Turns a page-fetching function into a stream of items that fetches the next page only when
 /// the consumer has taken every item of the current one. `fetch(cursor)` returns a page and the
 /// cursor of the next one (`None`: done). The first error ends the stream.
-fn paged<C, T, F, Fut>(
+pub(crate) fn paged<C, T, F, Fut>(
     first: Option<C>,
     fetch: F,
 ) -> impl Stream<Item = Result<T, ClientError>> + Send + 'static

@@ -44,12 +44,14 @@
 
 mod client;
 mod error;
+mod keys;
 mod model;
 mod sse;
 mod subscribe;
 
 pub use client::{Client, ClientBuilder, MAX_PAGE_SIZE};
 pub use error::{ClientError, Problem};
+pub use keys::{CreatedKey, KeyActor, KeyInfo, KeyRule, KeysPage, NewKey};
 pub use model::{
     AllEventsPage, AppendResult, Direction, Event, EventFilter, NewEvent, NewPayload,
     StreamEventsPage, StreamInfo, StreamTypeInfo, StreamTypesPage, StreamsPage, SubscribeFrom,

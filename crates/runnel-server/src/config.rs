@@ -8,6 +8,9 @@ use std::time::Duration;
 pub struct ServerConfig {
     /// The address to listen on; port 0 picks a free port (see [`crate::Server::local_addr`]).
     pub listen: SocketAddr,
+    /// Run without authentication (see docs/security.md). For development and trusted
+    /// networks only.
+    pub insecure: bool,
     /// The largest request body accepted; larger bodies are answered with 413. It must leave room
     /// for JSON framing and base64 above the store's `max_append_bytes`.
     pub max_body_bytes: usize,
@@ -29,12 +32,49 @@ pub struct ServerConfig {
     pub subscription_max_lag_events: u64,
     /// How long a graceful shutdown waits for in-flight requests before it closes the store.
     pub shutdown_grace_ms: u64,
+    /// API keys: the bootstrap admin key, the pepper, public metrics. Ignored (but the keyring
+    /// still kept) when `insecure` is set.
+    pub auth: AuthConfig,
+}
+
+/// How requests are authenticated (see docs/security.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthConfig {
+    /// Serve `GET /metrics` without a key, for a scraper on a trusted network.
+    pub metrics_public: bool,
+    /// The bootstrap admin key (`RUNNEL_ADMIN_KEY`): checked against a hash kept in memory,
+    /// never stored. Without it, and with no key in the keyring, a first start generates one.
+    pub admin_key: Option<Secret>,
+    /// The HMAC key of stored key hashes (`RUNNEL_KEY_PEPPER`). Without it the server generates
+    /// one and stores it beside the hashes.
+    pub key_pepper: Option<Secret>,
+}
+
+/// A secret setting: compared and cloned like a string, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 2113)),
+            insecure: false,
             max_body_bytes: 8 * 1024 * 1024,
             request_timeout_ms: 30_000,
             max_concurrent_requests: 1_024,
@@ -44,6 +84,7 @@ impl Default for ServerConfig {
             subscription_page_bytes: 1024 * 1024,
             subscription_max_lag_events: 1_000_000,
             shutdown_grace_ms: 10_000,
+            auth: AuthConfig::default(),
         }
     }
 }

@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use runnel_core::StoreError;
 
+use crate::auth::AuthError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}")]
@@ -12,6 +14,10 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+
+    /// The keyring could not be loaded, or the key settings are wrong.
+    #[error("cannot load the API keys")]
+    Auth(#[from] AuthError),
 
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),

@@ -6,6 +6,7 @@
 //! listener and runs the router until a shutdown signal, then drains in-flight requests, closes
 //! live subscriptions and closes the store; [`serve`] does both in one call.
 
+mod auth;
 mod config;
 mod error;
 mod extract;
@@ -18,7 +19,8 @@ mod state;
 mod subscription;
 mod telemetry;
 
-pub use config::ServerConfig;
+pub use auth::{AuthError, GeneratedAdminKey, KeyringError};
+pub use config::{AuthConfig, Secret, ServerConfig};
 pub use error::ServerError;
 pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use routes::{app, openapi};

@@ -400,6 +400,12 @@ pub(crate) struct StreamTypeListView {
 pub(crate) struct HealthView {
     #[schema(example = "ok")]
     pub(crate) status: &'static str,
+    /// Readiness only: `true` when the server runs with `--insecure` (no authentication).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) insecure: Option<bool>,
+    /// Readiness only: present when something is unsafe about how the server runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) warning: Option<&'static str>,
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use runnel_core::{NameError, StoreError};
+
+use crate::auth::{AuthError, Denied};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -55,6 +57,9 @@ pub struct Problem {
     /// Methods the route accepts, for 405 (also sent as the `Allow` header).
     #[serde(skip)]
     pub allow: Option<String>,
+    /// The challenge of a 401 (sent as the `WWW-Authenticate` header).
+    #[serde(skip)]
+    pub www_authenticate: Option<&'static str>,
 }
 
 impl Problem {
@@ -73,6 +78,7 @@ impl Problem {
             index: None,
             retry_after_secs: None,
             allow: None,
+            www_authenticate: None,
         }
     }
 
@@ -109,6 +115,12 @@ impl IntoResponse for Problem {
             .and_then(|a| HeaderValue::from_str(a).ok())
         {
             headers.insert(header::ALLOW, allow);
+        }
+        if let Some(challenge) = self.www_authenticate {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }
@@ -172,6 +184,17 @@ pub enum ApiError {
     #[error("the server is not ready: {0}")]
     NotReady(#[source] StoreError),
 
+    /// No key, or not a valid one: what was wrong, never which keys exist.
+    #[error("{0}")]
+    Unauthenticated(String),
+
+    /// A valid key without the right.
+    #[error("{0}")]
+    Forbidden(String),
+
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -224,8 +247,44 @@ impl ApiError {
                 .retry_after(retry_after_secs),
             Self::NotReady(_) => Problem::new(S::SERVICE_UNAVAILABLE, "not_ready", detail)
                 .retry_after(retry_after_secs),
+            Self::Unauthenticated(_) => {
+                let mut problem = Problem::new(S::UNAUTHORIZED, "unauthenticated", detail);
+                problem.www_authenticate = Some(BEARER_CHALLENGE);
+                problem
+            }
+            Self::Forbidden(_) => Problem::new(S::FORBIDDEN, "forbidden", detail),
+            Self::Auth(error) => auth_problem(error, retry_after_secs),
             Self::Internal(_) => Problem::new(S::INTERNAL_SERVER_ERROR, "internal_error", detail),
         }
+    }
+}
+
+/// The `WWW-Authenticate` challenge of every 401 (RFC 6750).
+const BEARER_CHALLENGE: &str = "Bearer realm=\"runnel\"";
+
+fn auth_problem(error: &AuthError, retry_after_secs: u64) -> Problem {
+    use StatusCode as S;
+    let detail = error.to_string();
+    match error {
+        AuthError::Store(error) => store_problem(error, retry_after_secs),
+        AuthError::KeyNotFound { .. } => Problem::new(S::NOT_FOUND, "key_not_found", detail),
+        AuthError::TooManyKeys { max } => {
+            Problem::new(S::CONFLICT, "too_many_keys", detail).with_limit("max_keys", *max as u64)
+        }
+        AuthError::NotApplied => Problem::new(S::SERVICE_UNAVAILABLE, "keyring_busy", detail)
+            .retry_after(retry_after_secs),
+        // The keyring's own state is for the operator's log.
+        AuthError::Keyring(_) | AuthError::InvalidConfig(_) => Problem::new(
+            S::SERVICE_UNAVAILABLE,
+            "keyring_unavailable",
+            "the server cannot use its keyring; the server log has the cause",
+        ),
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> Self {
+        Self::Forbidden(denied.to_string())
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use runnel_core::Store;
 use tokio::net::TcpListener;
 
+use crate::auth::{Auth, GeneratedAdminKey};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::routes::app;
@@ -21,6 +22,8 @@ pub struct Server {
     local_addr: SocketAddr,
     config: ServerConfig,
     store: Arc<dyn Store>,
+    auth: Auth,
+    generated_admin_key: Option<GeneratedAdminKey>,
 }
 
 impl std::fmt::Debug for Server {
@@ -36,6 +39,12 @@ impl std::fmt::Debug for Server {
 impl Server {
     pub async fn bind(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, ServerError> {
         let addr = config.listen;
+        let (auth, generated_admin_key) = Auth::open(Arc::clone(&store), &config).await?;
+        if config.insecure {
+            tracing::warn!(
+                "INSECURE: authentication is off (--insecure): every request may read, write and manage everything"
+            );
+        }
         let bind_error = |source| ServerError::Bind { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
@@ -44,7 +53,15 @@ impl Server {
             local_addr,
             config,
             store,
+            auth,
+            generated_admin_key,
         })
+    }
+
+    /// The admin key this start generated (a first start with no admin key configured), to be
+    /// shown to the operator once; only its hash is stored.
+    pub fn generated_admin_key(&self) -> Option<&GeneratedAdminKey> {
+        self.generated_admin_key.as_ref()
     }
 
     /// The address actually bound (the port is chosen by the system when configured as 0).
@@ -57,8 +74,9 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        let state = AppState::new(self.store, self.config);
+        let state = AppState::new(self.store, self.config, self.auth);
         let upkeep = tokio::spawn(run_upkeep(state.telemetry().clone()));
+        let keyring = tokio::spawn(state.auth().clone().follow(state.shutdown_signal()));
         let signal_state = state.clone();
         let signal = async move {
             shutdown.await;
@@ -83,6 +101,7 @@ impl Server {
             }
         };
         upkeep.abort();
+        keyring.abort();
         // Close the store even when serving failed: what was acknowledged must be synced.
         let closed = state.store().close().await.map_err(ServerError::Close);
         tracing::info!("the store is closed");

@@ -1,5 +1,5 @@
-//! What every handler shares: the store, the configuration, the bounds on concurrent work and
-//! the shutdown signal.
+//! What every handler shares: the store, the configuration, the keyring, the bounds on
+//! concurrent work and the shutdown signal.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use runnel_core::Store;
 use tokio::sync::{Semaphore, watch};
 
+use crate::auth::Auth;
 use crate::config::ServerConfig;
 use crate::telemetry::Telemetry;
 
@@ -19,6 +20,8 @@ pub struct AppState {
 struct Inner {
     store: Arc<dyn Store>,
     config: ServerConfig,
+    /// The keyring and how requests are authenticated.
+    auth: Auth,
     telemetry: Telemetry,
     /// Permits for requests being handled; a request that finds none is shed with 503.
     requests: Arc<Semaphore>,
@@ -39,12 +42,13 @@ impl fmt::Debug for AppState {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, config: ServerConfig) -> Self {
+    pub(crate) fn new(store: Arc<dyn Store>, config: ServerConfig, auth: Auth) -> Self {
         let requests = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
         let subscriptions = Arc::new(Semaphore::new(config.max_subscriptions));
         Self {
             inner: Arc::new(Inner {
                 store,
+                auth,
                 telemetry: Telemetry::global(),
                 requests,
                 subscriptions,
@@ -60,6 +64,10 @@ impl AppState {
 
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.inner.auth
     }
 
     pub(crate) fn telemetry(&self) -> &Telemetry {

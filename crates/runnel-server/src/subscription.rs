@@ -6,6 +6,10 @@
 //! has read up to the head it waits on the store's head watch and reads again from the cursor.
 //! Because positions only grow in commit order and the cursor only moves past what was read,
 //! the switch from catch-up to live has no gap and no duplicate.
+//!
+//! Events the caller's key may not see are dropped after the read, once the cursor has moved
+//! past them: they are never sent, and a subscriber that resumes with `Last-Event-ID` does not
+//! stop at them either.
 
 use std::time::Duration;
 
@@ -16,6 +20,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
 
+use crate::auth::{Auth, Caller};
 use crate::model::EventView;
 use crate::telemetry::{OpenSubscription, SUBSCRIPTION_LAG_EVENTS, SUBSCRIPTIONS_CLOSED_LAGGING};
 
@@ -28,8 +33,15 @@ pub(crate) struct FeedLimits {
     pub(crate) max_lag_events: u64,
 }
 
+/// Whose subscription it is: what they may see, and whether their key still holds.
+pub(crate) struct FeedAccess {
+    pub(crate) caller: Caller,
+    pub(crate) auth: Auth,
+}
+
 pub(crate) struct Feed {
     store: Arc<dyn Store>,
+    access: FeedAccess,
     filter: AllFilter,
     /// The next position to read: everything below it was delivered or did not match.
     cursor: Position,
@@ -51,6 +63,7 @@ pub(crate) struct Feed {
 impl Feed {
     pub(crate) fn new(
         store: Arc<dyn Store>,
+        access: FeedAccess,
         filter: AllFilter,
         from: Position,
         shutdown: watch::Receiver<bool>,
@@ -61,6 +74,7 @@ impl Feed {
         let page_limit = limits.page_events.clamp(1, MAX_PAGE_LIMIT);
         Self {
             store,
+            access,
             filter,
             cursor: from,
             head,
@@ -109,6 +123,9 @@ impl Feed {
             if *self.shutdown.borrow() {
                 return self.close("the server is shutting down; resume with Last-Event-ID");
             }
+            if !self.access.auth.is_active(&self.access.caller) {
+                return self.close("the API key was revoked");
+            }
             // Live and nothing committed past the cursor: a read would come back empty.
             if self.live && self.head.current().is_none_or(|head| head < self.cursor) {
                 match self.wait_for_more().await {
@@ -149,8 +166,16 @@ impl Feed {
             if caught_up {
                 self.live = true;
             }
-            if !slice.events.is_empty() {
-                return self.encode_page(slice.events);
+            let mut events = slice.events;
+            let caller = &self.access.caller;
+            events.retain(|event| {
+                caller.may_see(
+                    event.stream.stream_type().as_str(),
+                    event.event_type.as_str(),
+                )
+            });
+            if !events.is_empty() {
+                return self.encode_page(events);
             }
             if self.last_sent.elapsed() >= self.limits.heartbeat {
                 return heartbeat();

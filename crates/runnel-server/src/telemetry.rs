@@ -16,6 +16,7 @@ pub(crate) const SUBSCRIPTIONS_OPEN: &str = "runnel_subscriptions_open";
 pub(crate) const SUBSCRIPTION_LAG_EVENTS: &str = "runnel_subscription_lag_events";
 pub(crate) const SUBSCRIPTIONS_CLOSED_LAGGING: &str = "runnel_subscriptions_closed_lagging_total";
 pub(crate) const HEAD_POSITION: &str = "runnel_head_position";
+pub(crate) const REQUESTS_UNAUTHENTICATED: &str = "runnel_http_requests_unauthenticated_total";
 
 /// Latency buckets from 100 µs to 10 s: appends are fsync-bound (hundreds of µs) and requests
 /// above a few seconds are already failures.
@@ -128,6 +129,10 @@ fn describe() {
         "Live subscriptions closed for falling too far behind"
     );
     describe_gauge!(HEAD_POSITION, "The last durable position of the log");
+    describe_counter!(
+        REQUESTS_UNAUTHENTICATED,
+        "Requests answered 401: no API key, or not a valid one"
+    );
 }
 
 /// The store's own counters in Prometheus text. They are cumulative in the engine, so they are

@@ -24,6 +24,16 @@ pub(crate) struct ClientArgs {
     #[arg(long, env = "RUNNEL_URL", default_value = "http://127.0.0.1:2113")]
     pub(crate) url: String,
 
+    /// The API key to send as `Authorization: Bearer <key>`. Prefer the variable: a flag's
+    /// value shows in the process list.
+    #[arg(
+        long,
+        env = "RUNNEL_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub(crate) api_key: Option<String>,
+
     /// Print one JSON document per line (for scripts) instead of a table (for people).
     #[arg(long)]
     pub(crate) json: bool,
@@ -39,7 +49,16 @@ impl ClientArgs {
         &self,
         configure: impl FnOnce(ClientBuilder) -> ClientBuilder,
     ) -> Result<Client, Failure> {
-        configure(Client::builder(&self.url))
+        let mut builder = Client::builder(&self.url);
+        if let Some(key) = self
+            .api_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+        {
+            builder = builder.with_bearer_token(key);
+        }
+        configure(builder)
             .build()
             .map_err(|error| Failure::Usage(format!("--url: {error}")))
     }
@@ -75,6 +94,11 @@ impl Failure {
             Self::Client(error) => match error.code() {
                 Some(code) => {
                     eprintln!("error[{code}]: {}", one_line(&error.detail()));
+                    if code == "unauthenticated" {
+                        eprintln!(
+                            "hint: set RUNNEL_API_KEY (or pass --api-key) to a valid API key"
+                        );
+                    }
                     ExitCode::from(1)
                 }
                 None if error.is_transport() => {

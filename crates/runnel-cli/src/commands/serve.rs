@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use runnel_core::Store;
 use runnel_embedded::EmbeddedStore;
-use runnel_server::Server;
+use runnel_server::{Server, ServerConfig};
 use serde::Serialize;
 
 use super::CommandResult;
@@ -33,6 +33,30 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "RUNNEL_LISTEN", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<SocketAddr>,
+
+    /// Run without authentication: every request may do everything. For development and
+    /// trusted networks only; the server says so at start and in /health/ready.
+    #[arg(long, env = "RUNNEL_INSECURE")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    insecure: bool,
+
+    /// Serve GET /metrics without an API key, for a scraper on a trusted network.
+    #[arg(long, env = "RUNNEL_METRICS_PUBLIC")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    metrics_public: bool,
+
+    /// A file whose first line is the bootstrap admin key (or set RUNNEL_ADMIN_KEY); at least
+    /// 32 characters, e.g. from `openssl rand -hex 32`. Without either, a first start generates
+    /// a key and prints it once.
+    #[arg(long, env = "RUNNEL_ADMIN_KEY_FILE", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admin_key_file: Option<PathBuf>,
+
+    /// A file whose first line is the pepper of stored key hashes (or set RUNNEL_KEY_PEPPER),
+    /// at least 16 bytes. Without either, one is generated and stored with the keys.
+    #[arg(long, env = "RUNNEL_KEY_PEPPER_FILE", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_pepper_file: Option<PathBuf>,
 
     /// Log lines for people or for machines [default: text]
     #[arg(long, env = "RUNNEL_LOG_FORMAT", value_enum)]
@@ -127,7 +151,17 @@ pub(crate) async fn run(args: ServeArgs) -> CommandResult {
             )
         })?;
     let store: Arc<dyn Store> = Arc::new(store);
-    let server = match Server::bind(config.server(), Arc::clone(&store)).await {
+    let server_config = match config.auth() {
+        Ok(auth) => ServerConfig {
+            auth,
+            ..config.server()
+        },
+        Err(error) => {
+            let _ = store.close().await;
+            return Err(error);
+        }
+    };
+    let server = match Server::bind(server_config, Arc::clone(&store)).await {
         Ok(server) => server,
         Err(error) => {
             let _ = store.close().await;
@@ -135,6 +169,12 @@ pub(crate) async fn run(args: ServeArgs) -> CommandResult {
         }
     };
     announce(server.local_addr(), &config);
+    if config.insecure {
+        warn_insecure();
+    }
+    if let Some(key) = server.generated_admin_key() {
+        show_generated_key(key.expose());
+    }
     server.run(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -151,6 +191,28 @@ fn announce(addr: SocketAddr, config: &ServeConfig) {
     let _ = writeln!(out, "  data directory: {}", config.data_dir.display());
     let _ = out.flush();
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+}
+
+/// Said on stdout, where a person looks, as well as in the log.
+fn warn_insecure() {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "WARNING: --insecure: authentication is OFF. Anyone who can reach this server can read, write and manage everything."
+    );
+    let _ = out.flush();
+}
+
+/// The key a first start generated: printed once, here, and never again (only its hash is
+/// stored).
+fn show_generated_key(key: &str) {
+    let rule = "=".repeat(78);
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "\n{rule}\n  No admin key was configured, so this first start created one. It is shown\n  only this once (the server keeps only a hash of it); store it somewhere safe:\n\n    RUNNEL_API_KEY={key}\n\n  Send it as `Authorization: Bearer <key>`; the runnel CLI reads RUNNEL_API_KEY.\n  Make narrower keys with `runnel keys create`; see docs/security.md.\n{rule}\n"
+    );
+    let _ = out.flush();
 }
 
 fn init_logging(config: &ServeConfig) -> anyhow::Result<()> {

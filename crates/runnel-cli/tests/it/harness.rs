@@ -13,13 +13,36 @@ use serde_json::{Value, json};
 /// How long the server may take to print its address and turn ready.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The bootstrap admin key every test server gets (as `RUNNEL_ADMIN_KEY`), and that
+/// [`TestServer::http`] sends with every request.
+pub(crate) const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef0123456789abcdef";
+
+/// Settings a test server must not pick up from the environment the tests run in.
+const ISOLATED_VARIABLES: [&str; 8] = [
+    "RUNNEL_CONFIG",
+    "RUNNEL_ADMIN_KEY",
+    "RUNNEL_ADMIN_KEY_FILE",
+    "RUNNEL_KEY_PEPPER",
+    "RUNNEL_KEY_PEPPER_FILE",
+    "RUNNEL_INSECURE",
+    "RUNNEL_METRICS_PUBLIC",
+    "RUNNEL_API_KEY",
+];
+
 pub(crate) struct TestServer {
     child: Child,
     pub(crate) base: String,
     pub(crate) data_dir: PathBuf,
+    /// Sends `ADMIN_KEY` with every request (unless the server was started without it).
     pub(crate) http: reqwest::Client,
+    /// The key the helpers (`get`, `post`, `subscribe`, …) send; `None`: no key.
+    pub(crate) key: Option<String>,
+    /// A client with no default key, for requests that choose their own.
+    anonymous: reqwest::Client,
     /// The lines the server printed on start.
     pub(crate) banner: Vec<String>,
+    /// What the server printed after the banner, line by line.
+    stdout: std::sync::Mutex<mpsc::Receiver<String>>,
     /// From spawning the process to the first 200 of `/health/ready`.
     pub(crate) startup: Duration,
     log_file: PathBuf,
@@ -42,10 +65,24 @@ impl TestServer {
 
     /// Starts on `data_dir`, which outlives the server (for restarts).
     pub(crate) async fn start_in(data_dir: &Path, args: &[&str]) -> Self {
+        Self::launch(data_dir, args, Some(ADMIN_KEY)).await
+    }
+
+    /// Starts on `data_dir` with no admin key configured (so a first start generates one), and
+    /// with helpers that send no key until the test sets [`Self::key`].
+    pub(crate) async fn start_without_admin_key(data_dir: &Path, args: &[&str]) -> Self {
+        Self::launch(data_dir, args, None).await
+    }
+
+    async fn launch(data_dir: &Path, args: &[&str], admin_key: Option<&str>) -> Self {
         let log_file = data_dir.with_extension(format!("log-{}", unique()));
         let log = std::fs::File::create(&log_file).expect("log file");
         let spawned = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_runnel"));
+        for variable in ISOLATED_VARIABLES {
+            command.env_remove(variable);
+        }
+        let mut child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
@@ -56,7 +93,7 @@ impl TestServer {
                 "info,runnel_server=debug",
             ])
             .args(args)
-            .env_remove("RUNNEL_CONFIG")
+            .envs(admin_key.map(|key| ("RUNNEL_ADMIN_KEY", key)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -84,11 +121,24 @@ impl TestServer {
             child,
             base: format!("http://{addr}"),
             data_dir: data_dir.to_owned(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("client"),
+            http: {
+                let mut headers = reqwest::header::HeaderMap::new();
+                if let Some(key) = admin_key {
+                    headers.insert(
+                        reqwest::header::AUTHORIZATION,
+                        format!("Bearer {key}").parse().expect("header value"),
+                    );
+                }
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(60))
+                    .default_headers(headers)
+                    .build()
+                    .expect("client")
+            },
+            key: admin_key.map(str::to_owned),
+            anonymous: anonymous_client(),
             banner,
+            stdout: std::sync::Mutex::new(lines_rx),
             startup: Duration::ZERO,
             log_file,
             _temp: None,
@@ -127,9 +177,37 @@ impl TestServer {
         std::fs::read_to_string(&self.log_file).unwrap_or_default()
     }
 
+    /// A request to `path` with the server's key (when it has one).
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, self.url(path));
+        match &self.key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    /// A request to `path` with `key`, or with no key at all: not even the client's default.
+    pub(crate) fn request_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let request = self.anonymous.request(method, self.url(path));
+        match key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    /// The next line the server printed after its banner, if one comes in time.
+    pub(crate) fn next_stdout_line(&self, within: Duration) -> Option<String> {
+        let lines = self.stdout.lock().expect("stdout lock");
+        lines.recv_timeout(within).ok()
+    }
+
     pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(self.url(path))
+        self.request(reqwest::Method::GET, path)
             .send()
             .await
             .expect("GET sent")
@@ -146,8 +224,7 @@ impl TestServer {
         path: &str,
         body: impl Into<reqwest::Body>,
     ) -> reqwest::Response {
-        self.http
-            .post(self.url(path))
+        self.request(reqwest::Method::POST, path)
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -179,7 +256,7 @@ impl TestServer {
     }
 
     pub(crate) async fn subscribe(&self, query: &str, last_event_id: Option<u64>) -> SseReader {
-        let mut request = self.http.get(self.url(&format!("/subscribe{query}")));
+        let mut request = self.request(reqwest::Method::GET, &format!("/subscribe{query}"));
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id.to_string());
         }
@@ -258,6 +335,14 @@ fn read_banner(lines: &mpsc::Receiver<String>, child: &mut Child, log_file: &Pat
     banner
 }
 
+/// A client that sends no key (the default one of [`TestServer::http`] does).
+fn anonymous_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
 fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -292,7 +377,7 @@ pub(crate) struct SseReader {
 }
 
 impl SseReader {
-    fn new(response: reqwest::Response) -> Self {
+    pub(crate) fn new(response: reqwest::Response) -> Self {
         Self {
             body: Box::pin(response.bytes_stream()),
             buffer: Vec::new(),

@@ -4,6 +4,7 @@
 mod harness;
 
 mod all;
+mod auth;
 mod errors;
 mod operations;
 mod shutdown;

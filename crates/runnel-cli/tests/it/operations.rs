@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::harness::{TestServer, expect_problem};
+use crate::harness::{ADMIN_KEY, TestServer, expect_problem};
 
 #[tokio::test]
 async fn start_on_an_empty_directory_is_quick_and_prints_address_docs_and_data_directory() {
@@ -32,7 +32,10 @@ async fn health_endpoints_answer_200_when_serving() {
     let (status, body) = server.get_json("/health/live").await;
     assert_eq!((status, body), (200, json!({"status": "ok"})));
     let (status, body) = server.get_json("/health/ready").await;
-    assert_eq!((status, body), (200, json!({"status": "ready"})));
+    assert_eq!(
+        (status, body),
+        (200, json!({"status": "ready", "insecure": false}))
+    );
 }
 
 #[tokio::test]
@@ -187,7 +190,7 @@ async fn excess_requests_are_shed_with_503_and_slow_ones_time_out() {
     let addr = server.base.trim_start_matches("http://").to_owned();
     let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
     slow.write_all(
-        b"POST /streams/order/o-1/events HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+        format!("POST /streams/order/o-1/events HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {ADMIN_KEY}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{").as_bytes(),
     )
     .expect("write");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use runnel_core::{AllFilter, EventType, Position, StreamName, StreamType};
 
+use crate::auth::{Caller, Capability};
 use crate::extract::QueryParams;
 use crate::model::{AllEventsView, EventView};
 use crate::problem::{ApiError, Problem};
@@ -13,7 +14,9 @@ use crate::state::AppState;
 ///
 /// `stream_type`, `event_type` and `stream` may each be repeated: an event matches when it
 /// matches any given value of each given filter. With filters, `next` may skip past
-/// non-matching events so they are not scanned again.
+/// non-matching events so they are not scanned again. Events outside the key's rules are
+/// skipped the same way, silently: a page may hold fewer events than `limit`, even none, while
+/// `next` moves on.
 #[utoipa::path(
     get,
     path = "/events",
@@ -32,15 +35,27 @@ use crate::state::AppState;
 )]
 pub(crate) async fn read_all(
     State(state): State<AppState>,
+    caller: Caller,
     query: QueryParams,
 ) -> Result<Json<AllEventsView>, ApiError> {
+    caller.require(Capability::Read)?;
     query.allow_only(&["from", "limit", "stream_type", "event_type", "stream"])?;
     let from = Position(query.u64("from")?.unwrap_or(0));
     let limit = query.limit()?;
     let filter = parse_filter(&query)?;
     let slice = state.store().read_all(from, &filter, limit).await?;
     Ok(Json(AllEventsView {
-        events: slice.events.into_iter().map(EventView::from).collect(),
+        events: slice
+            .events
+            .into_iter()
+            .filter(|event| {
+                caller.may_see(
+                    event.stream.stream_type().as_str(),
+                    event.event_type.as_str(),
+                )
+            })
+            .map(EventView::from)
+            .collect(),
         next: slice.next.map(|p| p.0),
     }))
 }

@@ -7,6 +7,10 @@ use crate::model::HealthView;
 use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
 
+/// What `/health/ready` says while authentication is off, so that monitoring can alert on it.
+const INSECURE_WARNING: &str =
+    "authentication is off (--insecure): every client may read, write and manage everything";
+
 /// 200 while the process runs.
 #[utoipa::path(
     get,
@@ -15,11 +19,15 @@ use crate::state::AppState;
     responses((status = 200, description = "The process runs", body = HealthView))
 )]
 pub(crate) async fn live() -> Json<HealthView> {
-    Json(HealthView { status: "ok" })
+    Json(HealthView {
+        status: "ok",
+        insecure: None,
+        warning: None,
+    })
 }
 
 /// 200 when the server serves reads and writes; 503 while starting, shutting down, or when the
-/// store cannot write.
+/// store cannot write. The body says whether authentication is off (`--insecure`).
 #[utoipa::path(
     get,
     path = "/health/ready",
@@ -34,5 +42,10 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Json<HealthVi
         return Err(ApiError::ShuttingDown);
     }
     state.store().ready().await.map_err(ApiError::NotReady)?;
-    Ok(Json(HealthView { status: "ready" }))
+    let insecure = state.auth().insecure();
+    Ok(Json(HealthView {
+        status: "ready",
+        insecure: Some(insecure),
+        warning: insecure.then_some(INSECURE_WARNING),
+    }))
 }

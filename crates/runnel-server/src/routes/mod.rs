@@ -10,6 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::middleware::authenticate;
 use crate::middleware::{
     method_not_allowed, panic_response, record_metrics, route_not_found, shed_load, time_out,
 };
@@ -18,6 +19,7 @@ use crate::state::AppState;
 pub(crate) mod all;
 pub(crate) mod docs;
 pub(crate) mod health;
+pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod streams;
 pub(crate) mod subscribe;
@@ -31,6 +33,8 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(streams::append, streams::read_stream))
         .routes(routes!(all::read_all))
         .routes(routes!(subscribe::subscribe))
+        .routes(routes!(keys::create_key, keys::list_keys))
+        .routes(routes!(keys::get_key, keys::revoke_key))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(metrics::metrics))
@@ -39,18 +43,23 @@ fn api_router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document of [`app`], as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().into_openapi()
+    let mut document = api_router().into_openapi();
+    docs::describe_security(&mut document);
+    document
 }
 
 /// The whole HTTP API over `state`, with its limits, metrics and error answers; no socket.
 pub fn app(state: AppState) -> Router {
-    let (api, openapi) = api_router().split_for_parts();
+    let (api, mut openapi) = api_router().split_for_parts();
+    docs::describe_security(&mut openapi);
     let max_body_bytes = state.config().max_body_bytes;
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
         .route_layer(from_fn(record_metrics))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        // Inside the load shedding and the timeout: unauthenticated floods are shed too.
+        .layer(from_fn_with_state(state.clone(), authenticate))
         .layer(from_fn_with_state(state.clone(), time_out))
         .layer(from_fn_with_state(state.clone(), shed_load))
         .layer(TraceLayer::new_for_http())
@@ -81,6 +90,10 @@ mod tests {
             ("/openapi.json", "get"),
             ("/docs/", "get"),
             ("/", "get"),
+            ("/keys", "post"),
+            ("/keys", "get"),
+            ("/keys/{id}", "get"),
+            ("/keys/{id}", "delete"),
         ] {
             assert!(
                 paths.get(path).and_then(|p| p.get(method)).is_some(),

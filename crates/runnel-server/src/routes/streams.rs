@@ -4,8 +4,11 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
-use runnel_core::{AppendRequest, Direction, Revision, StreamId, StreamType};
+use runnel_core::{
+    AppendRequest, Direction, Revision, StoreError, StreamId, StreamName, StreamType,
+};
 
+use crate::auth::{Caller, Capability, Reach};
 use crate::extract::{JsonBody, QueryParams, StreamPath, StreamTypePath};
 use crate::model::{
     AppendBody, AppendResultView, EventView, StreamEventsView, StreamListView, StreamTypeListView,
@@ -32,7 +35,7 @@ use crate::telemetry::{APPEND_SECONDS, BYTES_APPENDED, EVENTS_APPENDED};
     responses(
         (status = 200, description = "Written (or an idempotent retry of a write)", body = AppendResultView),
         (status = 400, description = "Malformed JSON, wrong types, missing fields, bad names", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "A system stream (type starting with '$')", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the key may not append this stream type or one of these event types; `system_stream`: a type starting with '$'", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`wrong_expected_revision` (with `current_revision`) or `duplicate_event_id`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`body_too_large` or `limit_exceeded` (events per append, bytes per event, bytes per append)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
@@ -41,15 +44,22 @@ use crate::telemetry::{APPEND_SECONDS, BYTES_APPENDED, EVENTS_APPENDED};
 )]
 pub(crate) async fn append(
     State(state): State<AppState>,
+    caller: Caller,
     StreamPath(stream): StreamPath,
     JsonBody(body): JsonBody<AppendBody>,
 ) -> Result<Json<AppendResultView>, ApiError> {
+    caller.require(Capability::Append)?;
     let events = body
         .events
         .into_iter()
         .enumerate()
         .map(|(index, event)| event.into_proposed(index))
         .collect::<Result<Vec<_>, _>>()?;
+    // Every event must be within the key's rules, or nothing is written.
+    caller.check_append(
+        stream.stream_type().as_str(),
+        events.iter().map(|event| event.event_type.as_str()),
+    )?;
     let event_count = events.len() as u64;
     let bytes: usize = events.iter().map(|e| e.size_bytes()).sum();
     let request = AppendRequest {
@@ -66,6 +76,8 @@ pub(crate) async fn append(
 }
 
 /// Read a stream's events, forward or backward, a page at a time.
+///
+/// Events of types outside the key's rules are left out of the page; `next` still moves on.
 #[utoipa::path(
     get,
     path = "/streams/{type}/{id}/events",
@@ -85,9 +97,11 @@ pub(crate) async fn append(
 )]
 pub(crate) async fn read_stream(
     State(state): State<AppState>,
+    caller: Caller,
     StreamPath(stream): StreamPath,
     query: QueryParams,
 ) -> Result<Json<StreamEventsView>, ApiError> {
+    check_read(&caller, &stream)?;
     query.allow_only(&["from", "limit", "direction"])?;
     let from = query.u64("from")?.map(Revision);
     let limit = query.limit()?;
@@ -106,7 +120,17 @@ pub(crate) async fn read_stream(
         .read_stream(&stream, from, direction, limit)
         .await?;
     Ok(Json(StreamEventsView {
-        events: slice.events.into_iter().map(EventView::from).collect(),
+        events: slice
+            .events
+            .into_iter()
+            .filter(|event| {
+                caller.may_see(
+                    event.stream.stream_type().as_str(),
+                    event.event_type.as_str(),
+                )
+            })
+            .map(EventView::from)
+            .collect(),
         next: slice.next.map(|r| r.0),
     }))
 }
@@ -128,15 +152,19 @@ pub(crate) async fn read_stream(
 )]
 pub(crate) async fn stream_info(
     State(state): State<AppState>,
+    caller: Caller,
     StreamPath(stream): StreamPath,
     query: QueryParams,
 ) -> Result<Json<StreamView>, ApiError> {
+    check_read(&caller, &stream)?;
     query.allow_only(&[])?;
     let info = state.store().stream_info(&stream).await?;
     Ok(Json(info.into()))
 }
 
 /// List the stream types, in name order, with how many streams each has.
+///
+/// Only the types within the key's reach are listed; `next` still moves on.
 #[utoipa::path(
     get,
     path = "/streams",
@@ -152,8 +180,10 @@ pub(crate) async fn stream_info(
 )]
 pub(crate) async fn list_types(
     State(state): State<AppState>,
+    caller: Caller,
     query: QueryParams,
 ) -> Result<Json<StreamTypeListView>, ApiError> {
+    caller.require(Capability::Read)?;
     query.allow_only(&["after", "limit"])?;
     let after = query
         .single("after")?
@@ -166,7 +196,12 @@ pub(crate) async fn list_types(
         .list_stream_types(after.as_ref(), limit)
         .await?;
     Ok(Json(StreamTypeListView {
-        types: page.items.into_iter().map(StreamTypeView::from).collect(),
+        types: page
+            .items
+            .into_iter()
+            .filter(|info| caller.may_list(info.stream_type.as_str()))
+            .map(StreamTypeView::from)
+            .collect(),
         next: page.next.map(|t| t.as_str().to_owned()),
     }))
 }
@@ -188,9 +223,11 @@ pub(crate) async fn list_types(
 )]
 pub(crate) async fn list_streams(
     State(state): State<AppState>,
+    caller: Caller,
     StreamTypePath(stream_type): StreamTypePath,
     query: QueryParams,
 ) -> Result<Json<StreamListView>, ApiError> {
+    let reach = caller.check_read_stream_type(stream_type.as_str())?;
     query.allow_only(&["after", "limit"])?;
     let after = query
         .single("after")?
@@ -198,6 +235,12 @@ pub(crate) async fn list_streams(
         .transpose()
         .map_err(|error| ApiError::invalid_name("query parameter after", error))?;
     let limit = query.limit()?;
+    if reach == Reach::Hidden {
+        return Ok(Json(StreamListView {
+            streams: Vec::new(),
+            next: None,
+        }));
+    }
     let page = state
         .store()
         .list_streams(&stream_type, after.as_ref(), limit)
@@ -206,4 +249,16 @@ pub(crate) async fn list_streams(
         streams: page.items.into_iter().map(StreamView::from).collect(),
         next: page.next.map(|id| id.as_str().to_owned()),
     }))
+}
+
+/// Reading one stream: refused outside the key's reach, and for `$keys` answered as if the
+/// stream did not exist.
+fn check_read(caller: &Caller, stream: &StreamName) -> Result<(), ApiError> {
+    match caller.check_read_stream_type(stream.stream_type().as_str())? {
+        Reach::Visible => Ok(()),
+        Reach::Hidden => Err(StoreError::StreamNotFound {
+            stream: stream.clone(),
+        }
+        .into()),
+    }
 }

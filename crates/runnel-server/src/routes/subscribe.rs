@@ -6,11 +6,12 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use runnel_core::Position;
 
+use crate::auth::{Caller, Capability};
 use crate::extract::{QueryParams, truncate};
 use crate::problem::{ApiError, Problem};
 use crate::routes::all::parse_filter;
 use crate::state::AppState;
-use crate::subscription::{Feed, FeedLimits};
+use crate::subscription::{Feed, FeedAccess, FeedLimits};
 
 /// Follow `$all` live over Server-Sent Events.
 ///
@@ -18,7 +19,9 @@ use crate::subscription::{Feed, FeedLimits};
 /// no gap and no duplicate at the switch. Each message has `id:` the event's position and
 /// `data:` the Event JSON on one line. Reconnect with `Last-Event-ID` to resume right after that
 /// position. `: keep-alive` comments come at least every 15 s. A client that falls too far
-/// behind is closed with a comment and resumes with `Last-Event-ID`.
+/// behind is closed with a comment and resumes with `Last-Event-ID`. Events outside the key's
+/// rules are skipped silently (the next `Last-Event-ID` still resumes past them), and the
+/// subscription closes when its key is revoked.
 #[utoipa::path(
     get,
     path = "/subscribe",
@@ -39,9 +42,11 @@ use crate::subscription::{Feed, FeedLimits};
 )]
 pub(crate) async fn subscribe(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
+    caller.require(Capability::Subscribe)?;
     query.allow_only(&["from", "stream_type", "event_type", "stream"])?;
     let filter = parse_filter(&query)?;
     let from = match last_event_id(&headers)? {
@@ -67,6 +72,10 @@ pub(crate) async fn subscribe(
     };
     let feed = Feed::new(
         state.store().clone(),
+        FeedAccess {
+            caller,
+            auth: state.auth().clone(),
+        },
         filter,
         from,
         state.shutdown_signal(),
