@@ -152,3 +152,52 @@ fn add_problem_response(
         .responses
         .insert(status.to_owned(), response.into());
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn document() -> Value {
+        serde_json::to_value(crate::routes::openapi()).expect("serialises")
+    }
+
+    #[test]
+    fn the_document_declares_the_bearer_scheme_and_requires_it_by_default() {
+        let document = document();
+        let scheme = &document["components"]["securitySchemes"]["bearer"];
+        assert_eq!(scheme["type"], "http", "{scheme}");
+        assert_eq!(scheme["scheme"], "bearer", "{scheme}");
+        assert_eq!(document["security"], serde_json::json!([{"bearer": []}]));
+    }
+
+    #[test]
+    fn every_protected_operation_documents_401_and_403_and_public_ones_need_no_key() {
+        let document = document();
+        let paths = document["paths"].as_object().expect("paths");
+        let mut protected = 0;
+        for (path, item) in paths {
+            for (method, operation) in item.as_object().expect("path item") {
+                let public = super::PUBLIC_PATHS.contains(&path.as_str());
+                if public {
+                    assert_eq!(
+                        operation["security"],
+                        serde_json::json!([]),
+                        "{method} {path} is public"
+                    );
+                    continue;
+                }
+                protected += 1;
+                for status in ["401", "403"] {
+                    let response = &operation["responses"][status];
+                    assert!(
+                        response["content"]["application/problem+json"].is_object(),
+                        "{method} {path} does not document {status}"
+                    );
+                }
+            }
+        }
+        assert!(protected >= 10, "only {protected} protected operations");
+        assert!(paths["/keys"]["post"]["responses"]["201"].is_object());
+        assert!(paths["/keys/{id}"]["delete"]["responses"]["204"].is_object());
+    }
+}
