@@ -34,6 +34,8 @@ enum Command {
     Tail(commands::tail::TailArgs),
     /// Create, list and revoke API keys (needs an admin key).
     Keys(commands::keys::KeysArgs),
+    /// Consumer groups: create, list, show, delete; receive and ack; parked events.
+    Subs(commands::subs::SubsArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
             Command::Streams(args) => commands::streams::run(args).await,
             Command::Tail(args) => commands::tail::run(args).await,
             Command::Keys(args) => commands::keys::run(args).await,
+            Command::Subs(args) => commands::subs::run(args).await,
         }
     });
     match outcome {

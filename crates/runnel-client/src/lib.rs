@@ -48,6 +48,7 @@ mod keys;
 mod model;
 mod sse;
 mod subscribe;
+mod subscriptions;
 
 pub use client::{Client, ClientBuilder, MAX_PAGE_SIZE};
 pub use error::{ClientError, Problem};
@@ -58,3 +59,7 @@ pub use model::{
 };
 pub use runnel_core::{ExpectedRevision, Revision, StreamName};
 pub use subscribe::{ReconnectPolicy, STABLE_CONNECTION, Subscription};
+pub use subscriptions::{
+    AckResult, NackAction, NackResult, ParkedEvent, ParkedPage, ReceivedMessage, ReplayResult,
+    SpecFilter, SubscriptionInfo, SubscriptionSpec, SubscriptionStatus, SubscriptionsPage,
+};

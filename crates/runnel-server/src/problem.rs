@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use runnel_core::{NameError, StoreError};
 
 use crate::auth::{AuthError, Denied};
+use runnel_broker::group::{GroupError, GroupNameError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -51,6 +52,10 @@ pub struct Problem {
     /// The offending event's index in the append, for per-event limits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
+    /// `invalid_subscription`: the JSON pointer (RFC 6901) of the offending part of the body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "/filter/stream_types/1")]
+    pub pointer: Option<String>,
     /// Seconds to wait before retrying (also sent as the `Retry-After` header).
     #[serde(skip)]
     pub retry_after_secs: Option<u64>,
@@ -76,6 +81,7 @@ impl Problem {
             max: None,
             actual: None,
             index: None,
+            pointer: None,
             retry_after_secs: None,
             allow: None,
             www_authenticate: None,
@@ -195,6 +201,13 @@ pub enum ApiError {
     #[error(transparent)]
     Auth(#[from] AuthError),
 
+    /// A consumer group's request failed.
+    #[error(transparent)]
+    Group(#[from] GroupError),
+
+    #[error("path {{name}}: {0}")]
+    InvalidSubscriptionName(#[source] GroupNameError),
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -254,6 +267,10 @@ impl ApiError {
             }
             Self::Forbidden(_) => Problem::new(S::FORBIDDEN, "forbidden", detail),
             Self::Auth(error) => auth_problem(error, retry_after_secs),
+            Self::Group(error) => group_problem(error, retry_after_secs),
+            Self::InvalidSubscriptionName(_) => {
+                Problem::new(S::BAD_REQUEST, "invalid_subscription_name", detail)
+            }
             Self::Internal(_) => Problem::new(S::INTERNAL_SERVER_ERROR, "internal_error", detail),
         }
     }
@@ -299,6 +316,39 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %self, code = problem.code, "request failed");
         }
         problem.into_response()
+    }
+}
+
+fn group_problem(error: &GroupError, retry_after_secs: u64) -> Problem {
+    use StatusCode as S;
+    let detail = error.to_string();
+    match error {
+        GroupError::NotFound { .. } => Problem::new(S::NOT_FOUND, "subscription_not_found", detail),
+        GroupError::InvalidConfig(invalid) => {
+            let mut problem = Problem::new(S::BAD_REQUEST, "invalid_subscription", detail);
+            problem.pointer = Some(invalid.pointer.clone());
+            problem
+        }
+        GroupError::TooManyGroups { max } => {
+            Problem::new(S::CONFLICT, "subscription_limit_reached", detail)
+                .with_limit("max_groups", *max as u64)
+        }
+        GroupError::WrongDeliveryMode { .. } => {
+            Problem::new(S::CONFLICT, "wrong_delivery_mode", detail)
+        }
+        GroupError::Contended { .. } => {
+            Problem::new(S::SERVICE_UNAVAILABLE, "subscription_contended", detail)
+                .retry_after(retry_after_secs)
+        }
+        GroupError::ShuttingDown => Problem::new(S::SERVICE_UNAVAILABLE, "shutting_down", detail)
+            .retry_after(retry_after_secs),
+        GroupError::Store(error) => store_problem(error, retry_after_secs),
+        // The state stream's contents are for the operator's log.
+        GroupError::Corrupt { .. } => Problem::new(
+            S::INTERNAL_SERVER_ERROR,
+            "subscription_unreadable",
+            "the subscription's state cannot be read; the server log has the cause",
+        ),
     }
 }
 

@@ -77,6 +77,7 @@ impl Server {
         let state = AppState::new(self.store, self.config, self.auth);
         let upkeep = tokio::spawn(run_upkeep(state.telemetry().clone()));
         let keyring = tokio::spawn(state.auth().clone().follow(state.shutdown_signal()));
+        let groups = tokio::spawn(state.groups().clone().run());
         let signal_state = state.clone();
         let signal = async move {
             shutdown.await;
@@ -102,6 +103,7 @@ impl Server {
         };
         upkeep.abort();
         keyring.abort();
+        groups.abort();
         // Close the store even when serving failed: what was acknowledged must be synced.
         let closed = state.store().close().await.map_err(ServerError::Close);
         tracing::info!("the store is closed");

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use runnel_broker::group::{GroupLimits, GroupService};
 use runnel_core::Store;
 use tokio::sync::{Semaphore, watch};
 
@@ -29,6 +30,8 @@ struct Inner {
     subscriptions: Arc<Semaphore>,
     /// `true` once a graceful shutdown began: readiness turns 503 and subscriptions end.
     shutdown: watch::Sender<bool>,
+    /// Consumer groups; their long polls end when `shutdown` turns true.
+    groups: GroupService,
 }
 
 impl fmt::Debug for AppState {
@@ -45,14 +48,21 @@ impl AppState {
     pub(crate) fn new(store: Arc<dyn Store>, config: ServerConfig, auth: Auth) -> Self {
         let requests = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
         let subscriptions = Arc::new(Semaphore::new(config.max_subscriptions));
+        let shutdown = watch::Sender::new(false);
+        let groups = GroupService::new(
+            Arc::clone(&store),
+            GroupLimits::default(),
+            shutdown.subscribe(),
+        );
         Self {
             inner: Arc::new(Inner {
                 store,
+                groups,
                 auth,
                 telemetry: Telemetry::global(),
                 requests,
                 subscriptions,
-                shutdown: watch::Sender::new(false),
+                shutdown,
                 config,
             }),
         }
@@ -68,6 +78,11 @@ impl AppState {
 
     pub(crate) fn auth(&self) -> &Auth {
         &self.inner.auth
+    }
+
+    /// The consumer groups.
+    pub fn groups(&self) -> &GroupService {
+        &self.inner.groups
     }
 
     pub(crate) fn telemetry(&self) -> &Telemetry {

@@ -8,6 +8,7 @@ mod output;
 pub(crate) mod read;
 pub(crate) mod serve;
 pub(crate) mod streams;
+pub(crate) mod subs;
 pub(crate) mod tail;
 pub(crate) mod verify;
 

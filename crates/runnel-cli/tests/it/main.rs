@@ -6,6 +6,7 @@ mod harness;
 mod all;
 mod auth;
 mod errors;
+mod groups;
 mod operations;
 mod shutdown;
 mod streams;

@@ -23,6 +23,7 @@ pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod streams;
 pub(crate) mod subscribe;
+pub(crate) mod subscriptions;
 
 /// Every documented route, with the document built from them.
 fn api_router() -> OpenApiRouter<AppState> {
@@ -35,6 +36,19 @@ fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(subscribe::subscribe))
         .routes(routes!(keys::create_key, keys::list_keys))
         .routes(routes!(keys::get_key, keys::revoke_key))
+        .routes(routes!(subscriptions::list_subscriptions))
+        .routes(routes!(
+            subscriptions::put_subscription,
+            subscriptions::get_subscription,
+            subscriptions::delete_subscription
+        ))
+        .routes(routes!(subscriptions::pause_subscription))
+        .routes(routes!(subscriptions::resume_subscription))
+        .routes(routes!(subscriptions::receive))
+        .routes(routes!(subscriptions::ack))
+        .routes(routes!(subscriptions::nack))
+        .routes(routes!(subscriptions::list_parked))
+        .routes(routes!(subscriptions::replay_parked))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(metrics::metrics))
@@ -94,6 +108,17 @@ mod tests {
             ("/keys", "get"),
             ("/keys/{id}", "get"),
             ("/keys/{id}", "delete"),
+            ("/subscriptions", "get"),
+            ("/subscriptions/{name}", "put"),
+            ("/subscriptions/{name}", "get"),
+            ("/subscriptions/{name}", "delete"),
+            ("/subscriptions/{name}/receive", "post"),
+            ("/subscriptions/{name}/ack", "post"),
+            ("/subscriptions/{name}/nack", "post"),
+            ("/subscriptions/{name}/parked", "get"),
+            ("/subscriptions/{name}/parked/replay", "post"),
+            ("/subscriptions/{name}/pause", "post"),
+            ("/subscriptions/{name}/resume", "post"),
         ] {
             assert!(
                 paths.get(path).and_then(|p| p.get(method)).is_some(),
