@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde_json::{Map, Value, json};
 
-use crate::filter::SubscriptionFilter;
+use crate::filter::{FilterError, SubscriptionFilter};
 use crate::webhook::WebhookSecret;
 
 /// The shortest lease, in milliseconds.
@@ -345,8 +345,18 @@ fn parse_filter(value: &Value) -> Result<SubscriptionFilter, ConfigError> {
         ));
     }
     let pattern = object.get("pattern").filter(|value| !value.is_null());
-    SubscriptionFilter::new(stream_types.as_deref(), event_types.as_deref(), pattern)
-        .map_err(|error| ConfigError::new(format!("/filter{}", error.pointer()), error.to_string()))
+    SubscriptionFilter::new(stream_types.as_deref(), event_types.as_deref(), pattern).map_err(
+        |error| {
+            // The pointer says where; the message need not say it again.
+            let message = match &error {
+                FilterError::StreamType { source, .. } | FilterError::EventType { source, .. } => {
+                    source.to_string()
+                }
+                other => other.to_string(),
+            };
+            ConfigError::new(format!("/filter{}", error.pointer()), message)
+        },
+    )
 }
 
 fn string_list(value: Option<&Value>, at: &str) -> Result<Option<Vec<String>>, ConfigError> {

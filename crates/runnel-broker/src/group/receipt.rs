@@ -61,7 +61,14 @@ impl Receipt {
     }
 }
 
-/// Receipts are credentials of a sort: logs show only their start.
+/// The receipt's text, as a consumer sends it back.
+impl fmt::Display for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Receipts are credentials of a sort: debug output (logs) shows only their start.
 impl fmt::Debug for Receipt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Receipt({}…)", &self.0[..8.min(self.0.len())])

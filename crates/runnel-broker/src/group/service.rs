@@ -940,6 +940,11 @@ impl GroupService {
                 }
                 runtime.revision = Some(outcome.last_revision);
                 runtime.conflicts_in_a_row = 0;
+                // The group's own records never match it: when the scan had reached them,
+                // step over them, so that a group that is keeping up shows no lag.
+                if runtime.scanned_to == outcome.first_position {
+                    runtime.scanned_to = outcome.last_position.next();
+                }
                 self.snapshot_if_due(cell, runtime).await;
                 Ok(Written::Yes)
             }

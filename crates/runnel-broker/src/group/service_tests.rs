@@ -410,3 +410,28 @@ async fn the_group_limit_refuses_one_more() {
         .await
         .expect("room again");
 }
+
+#[tokio::test]
+async fn a_group_that_keeps_up_shows_no_lag() {
+    let fixture = Fixture::new();
+    let groups = fixture.service(GroupLimits::default());
+    let orders = name("orders");
+    groups
+        .put(&orders, &json!({"start": "beginning"}))
+        .await
+        .expect("created");
+    fixture.append("order/o-1", "OrderPlaced", 2).await;
+    let messages = groups
+        .receive(&orders, ConsumerKind::Pull, 10, NO_WAIT)
+        .await
+        .expect("receive");
+    groups
+        .ack(&orders, &receipts(&messages))
+        .await
+        .expect("ack");
+    let status = groups.get(&orders).await.expect("exists").status;
+    assert_eq!(status.lag, 0, "{status:?}");
+    // Events of other streams that nobody scanned yet do count.
+    fixture.append("order/o-2", "OrderPlaced", 1).await;
+    assert_eq!(groups.get(&orders).await.expect("exists").status.lag, 1);
+}

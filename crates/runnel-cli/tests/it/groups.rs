@@ -179,6 +179,13 @@ async fn a_received_message_is_acknowledged_once_and_not_delivered_again() {
     assert_eq!(status["in_flight"], 0);
     assert_eq!(status["delivered"], 3);
     assert_eq!(status["lag"], 0, "{status}");
+    let metrics = server.get("/metrics").await.text().await.expect("metrics");
+    for series in [
+        "runnel_group_deliveries_total{group=\"billing\"} 3",
+        "runnel_group_acks_total{group=\"billing\"} 3",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
 }
 
 #[tokio::test]
@@ -609,6 +616,21 @@ async fn bad_configurations_are_refused_with_the_pointer_of_the_fault() {
             "{problem}"
         );
     }
+    // The body may be left out, but a body must be JSON.
+    let response = server
+        .request(Method::POST, "/subscriptions/ok/receive")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let response = server
+        .request(Method::POST, "/subscriptions/ok/receive")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("max=1")
+        .send()
+        .await
+        .expect("sent");
+    expect_problem(response, 415, "unsupported_media_type").await;
     let response = server
         .post("/subscriptions/ok/ack", json!({"receipts": []}).to_string())
         .await;

@@ -12,10 +12,9 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{StatusCode, header};
 use runnel_broker::event_json::EventDocument;
 use runnel_broker::group::{
     ConsumerKind, GroupConfig, GroupName, GroupStatus, GroupView, NackAction, ParkedEvent,
@@ -31,7 +30,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::auth::{AUDIT_STREAM_TYPE, Caller, Capability};
-use crate::extract::{JsonBody, QueryParams, parse_json, truncate};
+use crate::extract::{JsonBody, QueryParams, truncate};
 use crate::model::EventView;
 use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
@@ -529,11 +528,10 @@ pub(crate) async fn pause_subscription(
     State(state): State<AppState>,
     caller: Caller,
     name: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    OptionalJsonBody(body): OptionalJsonBody<PauseBody>,
 ) -> Result<Json<SubscriptionView>, ApiError> {
     require_manage(&caller)?;
     let name = group_name(name)?;
-    let body: PauseBody = optional_body(&body)?;
     let groups = state.groups();
     check_reach(&caller, &groups.get(&name).await?.config)?;
     let reason = body
@@ -609,11 +607,10 @@ pub(crate) async fn receive(
     State(state): State<AppState>,
     caller: Caller,
     name: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    OptionalJsonBody(body): OptionalJsonBody<ReceiveBody>,
 ) -> Result<Json<ReceiveView>, ApiError> {
     caller.require(Capability::ConsumeGroups)?;
     let name = group_name(name)?;
-    let body: ReceiveBody = optional_body(&body)?;
     let groups = state.groups();
     let limits = *groups.limits();
     let max = body.max.unwrap_or(10);
@@ -823,11 +820,10 @@ pub(crate) async fn replay_parked(
     State(state): State<AppState>,
     caller: Caller,
     name: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    OptionalJsonBody(body): OptionalJsonBody<ReplayBody>,
 ) -> Result<Json<ReplayView>, ApiError> {
     require_manage(&caller)?;
     let name = group_name(name)?;
-    let body: ReplayBody = optional_body(&body)?;
     let groups = state.groups();
     if let Some(positions) = &body.positions {
         let max = groups.limits().max_receipts;
@@ -932,12 +928,28 @@ fn check_receipts(receipts: &[String], max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A JSON body that may be left out (an empty body reads as `{}`).
-fn optional_body<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
+/// A JSON body that may be left out: no body reads as `{}`. A body that is there is checked
+/// like any other ([`JsonBody`]: JSON media type, size, shape).
+#[derive(Debug)]
+pub(crate) struct OptionalJsonBody<T>(pub(crate) T);
+
+impl<T: serde::de::DeserializeOwned + Default> FromRequest<AppState> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = request.headers();
+        let empty = headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() == b"0")
+            || (!headers.contains_key(header::CONTENT_LENGTH)
+                && !headers.contains_key(header::TRANSFER_ENCODING));
+        if empty {
+            return Ok(Self(T::default()));
+        }
+        JsonBody::<T>::from_request(request, state)
+            .await
+            .map(|JsonBody(body)| Self(body))
     }
-    parse_json(bytes)
 }
 
 fn millis_to_rfc3339(ms: u64) -> String {
