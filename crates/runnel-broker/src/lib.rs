@@ -10,11 +10,13 @@
 //! - [`cloudevents`]: the CloudEvents 1.0 HTTP binding, structured and binary.
 //! - [`retry`]: the delivery backoff policy and `Retry-After`.
 //! - [`circuit`]: the per-endpoint circuit breaker.
+//! - [`delivery`]: the webhook workers, which deliver webhook groups' events over HTTP.
 
 #![warn(missing_docs)]
 
 pub mod circuit;
 pub mod cloudevents;
+pub mod delivery;
 pub mod event_json;
 pub mod filter;
 pub mod group;
