@@ -2,9 +2,9 @@
 //! what they ask. Routes call these; nothing here does I/O.
 //!
 //! Three things decide: the key's role (what kinds of requests it may make), its rules (which
-//! stream types and event types those requests reach), and the system streams: `$keys` holds
-//! the key hashes and is hidden from every caller, and other system streams (`$audit`) need a
-//! role that may read them.
+//! stream types and event types those requests reach), and the system streams: `$keys` (the
+//! key hashes) and `$group` (consumer-group state, webhook secrets included) are hidden from
+//! every caller, and other system streams (`$audit`) need a role that may read them.
 
 use std::sync::Arc;
 
@@ -52,8 +52,10 @@ pub(crate) enum Reach {
     Hidden,
 }
 
+/// Streams no key may read through the API: `$keys` holds key hashes and the pepper, and the
+/// consumer groups' `$group` streams hold webhook secrets. The server reads them itself.
 fn is_hidden(stream_type: &str) -> bool {
-    stream_type == KEYS_STREAM_TYPE
+    stream_type == KEYS_STREAM_TYPE || stream_type == runnel_broker::group::GROUP_STREAM_TYPE
 }
 
 fn is_system(stream_type: &str) -> bool {
@@ -300,6 +302,8 @@ mod tests {
         }
         assert!(!Caller::insecure().may_see("$keys", "KeyCreated"));
         assert!(!Caller::insecure().may_list("$keys"));
+        assert!(!Caller::insecure().may_see("$group", "GroupCreated"));
+        assert!(!Caller::insecure().may_list("$group"));
     }
 
     #[test]
