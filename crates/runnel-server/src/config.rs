@@ -21,6 +21,19 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// Live subscriptions (`GET /subscribe`) open at the same time; more get 429.
     pub max_subscriptions: usize,
+    /// Deliver webhooks to private, loopback and link-local addresses too (development and
+    /// tests); otherwise they are refused, so that a subscription cannot reach inside.
+    pub webhook_allow_private: bool,
+    /// The shortest wait before a failed webhook delivery is tried again (it doubles, with
+    /// jitter, up to `webhook_retry_max_ms`).
+    pub webhook_retry_min_ms: u64,
+    /// The longest wait between two attempts of a webhook delivery.
+    pub webhook_retry_max_ms: u64,
+    /// Failures in a row that open a webhook endpoint's circuit breaker (pausing its
+    /// subscription until a probe succeeds).
+    pub webhook_circuit_failures: u32,
+    /// How long an open circuit breaker waits before its first probe.
+    pub webhook_circuit_cool_down_ms: u64,
     /// How often an idle subscription sends a `: keep-alive` comment (API.md: at most 15 s).
     pub heartbeat_ms: u64,
     /// The most events one subscription reads from the log at a time.
@@ -79,6 +92,11 @@ impl Default for ServerConfig {
             request_timeout_ms: 30_000,
             max_concurrent_requests: 1_024,
             max_subscriptions: 1_024,
+            webhook_allow_private: false,
+            webhook_retry_min_ms: 1_000,
+            webhook_retry_max_ms: 10 * 60 * 1_000,
+            webhook_circuit_failures: 5,
+            webhook_circuit_cool_down_ms: 30_000,
             heartbeat_ms: 15_000,
             subscription_page_events: 256,
             subscription_page_bytes: 1024 * 1024,
@@ -96,6 +114,32 @@ impl ServerConfig {
 
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms.max(1))
+    }
+
+    /// How webhooks are delivered. Out-of-range values are brought within bounds here, so
+    /// that delivery always runs.
+    pub fn webhook_delivery(&self) -> runnel_broker::delivery::DeliveryConfig {
+        let defaults = runnel_broker::delivery::DeliveryConfig::default();
+        let max_delay = runnel_broker::retry::MAX_BACKOFF_DELAY_MS;
+        let min_delay_ms = self.webhook_retry_min_ms.clamp(1, max_delay);
+        let cool_down_ms = self
+            .webhook_circuit_cool_down_ms
+            .clamp(1, runnel_broker::circuit::MAX_CIRCUIT_DURATION_MS);
+        runnel_broker::delivery::DeliveryConfig {
+            allow_private: self.webhook_allow_private,
+            backoff: runnel_broker::retry::BackoffPolicy {
+                min_delay_ms,
+                max_delay_ms: self.webhook_retry_max_ms.clamp(min_delay_ms, max_delay),
+                ..defaults.backoff
+            },
+            circuit: runnel_broker::circuit::CircuitConfig {
+                consecutive_failures: self.webhook_circuit_failures,
+                cool_down_ms,
+                max_cool_down_ms: defaults.circuit.max_cool_down_ms.max(cool_down_ms),
+                ..defaults.circuit
+            },
+            ..defaults
+        }
     }
 
     pub fn shutdown_grace(&self) -> Duration {

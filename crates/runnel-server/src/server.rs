@@ -78,6 +78,16 @@ impl Server {
         let upkeep = tokio::spawn(run_upkeep(state.telemetry().clone()));
         let keyring = tokio::spawn(state.auth().clone().follow(state.shutdown_signal()));
         let groups = tokio::spawn(state.groups().clone().run());
+        let webhooks = tokio::spawn({
+            let groups = state.groups().clone();
+            let delivery = state.config().webhook_delivery();
+            let shutdown = state.shutdown_signal();
+            async move {
+                if let Err(error) = runnel_broker::delivery::run(groups, delivery, shutdown).await {
+                    tracing::error!(%error, "webhook delivery is not running");
+                }
+            }
+        });
         let signal_state = state.clone();
         let signal = async move {
             shutdown.await;
@@ -104,6 +114,7 @@ impl Server {
         upkeep.abort();
         keyring.abort();
         groups.abort();
+        webhooks.abort();
         // Close the store even when serving failed: what was acknowledged must be synced.
         let closed = state.store().close().await.map_err(ServerError::Close);
         tracing::info!("the store is closed");

@@ -133,6 +133,10 @@ impl Worker {
                 _ = self.shutdown.wait_for(|down| *down) => return,
             };
             let Some(mut permits) = permits else { return };
+            if shared.breaker().state(Instant::now()) != state {
+                // An attempt that ended while this waited for a permit changed the breaker.
+                continue;
+            }
             let received = tokio::select! {
                 received = self.groups.receive(&self.name, ConsumerKind::Webhook, permits.len(), poll_wait) => received,
                 _ = self.shutdown.wait_for(|down| *down) => return,

@@ -88,6 +88,34 @@ pub(crate) struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_subscriptions: Option<usize>,
 
+    /// Deliver webhooks to private, loopback and link-local addresses too (refused
+    /// otherwise). For development and tests only.
+    #[arg(long, env = "RUNNEL_WEBHOOK_ALLOW_PRIVATE")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    webhook_allow_private: bool,
+
+    /// The first wait before a failed webhook delivery is tried again; it doubles, with
+    /// jitter, for each further failure [default: 1000]
+    #[arg(long, env = "RUNNEL_WEBHOOK_RETRY_MIN_MS", value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_retry_min_ms: Option<u64>,
+
+    /// The longest wait between two attempts of a webhook delivery [default: 600000]
+    #[arg(long, env = "RUNNEL_WEBHOOK_RETRY_MAX_MS", value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_retry_max_ms: Option<u64>,
+
+    /// Failures in a row that pause a webhook subscription until a probe succeeds
+    /// (0: never) [default: 5]
+    #[arg(long, env = "RUNNEL_WEBHOOK_CIRCUIT_FAILURES", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_circuit_failures: Option<u32>,
+
+    /// How long a paused failing webhook endpoint rests before a probe [default: 30000]
+    #[arg(long, env = "RUNNEL_WEBHOOK_CIRCUIT_COOL_DOWN_MS", value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_circuit_cool_down_ms: Option<u64>,
+
     /// How often an idle subscription gets a `: keep-alive` comment [default: 15000]
     #[arg(long, env = "RUNNEL_HEARTBEAT_MS", value_name = "MS")]
     #[serde(skip_serializing_if = "Option::is_none")]

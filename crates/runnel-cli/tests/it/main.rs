@@ -12,3 +12,4 @@ mod shutdown;
 mod streams;
 mod subscribe;
 mod verify;
+mod webhooks;
