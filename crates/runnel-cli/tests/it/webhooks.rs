@@ -36,6 +36,8 @@ const FAST: &[&str] = &[
 #[derive(Debug, Clone)]
 enum Answer {
     Ok,
+    /// A 2xx after this long.
+    SlowOk(Duration),
     Status(u16, Option<&'static str>),
     Sleep(Duration),
 }
@@ -163,7 +165,7 @@ async fn receive(
             state.script.remove(0)
         }
     };
-    let accepted = matches!(answer, Answer::Ok);
+    let accepted = matches!(answer, Answer::Ok | Answer::SlowOk(_));
     let record = Received {
         id,
         at: Instant::now(),
@@ -174,6 +176,10 @@ async fn receive(
     state.lock().expect("receiver lock").received.push(record);
     match answer {
         Answer::Ok => StatusCode::NO_CONTENT.into_response(),
+        Answer::SlowOk(duration) => {
+            tokio::time::sleep(duration).await;
+            StatusCode::OK.into_response()
+        }
         Answer::Status(code, retry_after) => {
             let status = StatusCode::from_u16(code).expect("a status");
             match retry_after {
@@ -635,4 +641,69 @@ async fn loopback_endpoints_are_refused_without_the_allow_private_flag() {
         receiver.received().is_empty(),
         "no request reached the receiver"
     );
+}
+
+/// kill -9 in the middle of delivering, then a restart on the same data: every event arrives,
+/// and the only events delivered again are those whose attempt was in flight at the kill (at
+/// most `max_in_flight`): an acknowledged delivery is never repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_9_mid_delivery_every_event_arrives_and_acknowledged_ones_do_not_repeat() {
+    const EVENTS: usize = 60;
+    const MAX_IN_FLIGHT: usize = 4;
+    let temp = tempfile::tempdir().expect("temp dir");
+    let data_dir = temp.path().join("data");
+    let server = TestServer::start_in(&data_dir, FAST).await;
+    let receiver = Receiver::start().await;
+    receiver.answer_always(Answer::SlowOk(Duration::from_millis(20)));
+    put(
+        &server,
+        "durable",
+        json!({"start": "beginning", "ack_timeout_ms": 1000, "filter": {"stream_types": ["order"]},
+               "delivery": webhook(&receiver, "json", json!({"max_in_flight": MAX_IN_FLIGHT}))}),
+    )
+    .await;
+    server.append_n("order/k", "OrderPlaced", EVENTS).await;
+    let ids = ids_of("order/k", &events_of(&server, "order/k").await);
+    assert_eq!(ids.len(), EVENTS);
+    receiver
+        .wait_for("a third of the events", Duration::from_secs(30), |r| {
+            r.iter().filter(|r| r.accepted).count() >= EVENTS / 3
+        })
+        .await;
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &server.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    drop(server);
+    let before: Vec<String> = receiver.accepted_ids();
+    assert!(before.len() < EVENTS, "the kill came before the end");
+
+    let restarted = TestServer::start_in(&data_dir, FAST).await;
+    receiver
+        .wait_for(
+            "every event after the restart",
+            Duration::from_secs(30),
+            |r| {
+                let accepted: std::collections::HashSet<&String> =
+                    r.iter().filter(|r| r.accepted).map(|r| &r.id).collect();
+                ids.iter().all(|id| accepted.contains(id))
+            },
+        )
+        .await;
+    let after: Vec<String> = receiver.accepted_ids().split_off(before.len());
+    let repeated: Vec<&String> = after.iter().filter(|id| before.contains(id)).collect();
+    assert!(
+        repeated.len() <= MAX_IN_FLIGHT,
+        "{} events were delivered again after the restart: {repeated:?}",
+        repeated.len()
+    );
+    wait_for_status(
+        &restarted,
+        "durable",
+        "all acknowledged",
+        Duration::from_secs(10),
+        |s| s["delivered"].as_u64() >= Some(EVENTS as u64) && s["in_flight"] == 0,
+    )
+    .await;
 }
