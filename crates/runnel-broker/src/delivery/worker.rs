@@ -93,6 +93,12 @@ impl Worker {
         });
         let mut attempts: JoinSet<()> = JoinSet::new();
         let poll_wait = Duration::from_millis(self.config.poll_wait_ms.max(10));
+        if shared.webhook.timeout_ms > view.config.ack_timeout_ms {
+            tracing::warn!(group = %self.name, timeout_ms = shared.webhook.timeout_ms, ack_timeout_ms = view.config.ack_timeout_ms, "the webhook's timeout_ms is longer than the lease (ack_timeout_ms): a slow answer is delivered again while still in flight");
+        }
+        // Whether a listing has shown the breaker's pause: once it has, a listing without any
+        // pause while the breaker is still open means a person resumed the group.
+        let mut circuit_pause_seen = is_circuit_pause(&view);
         loop {
             if *self.shutdown.borrow() {
                 return;
@@ -100,6 +106,19 @@ impl Worker {
             // Reap finished attempts, so the set stays as small as what is in flight.
             while attempts.try_join_next().is_some() {}
             let view = self.view.borrow_and_update().clone();
+            if is_circuit_pause(&view) {
+                circuit_pause_seen = true;
+            } else if circuit_pause_seen && !view.status.paused {
+                circuit_pause_seen = false;
+                if matches!(
+                    shared.breaker().state(Instant::now()),
+                    CircuitState::Open { .. }
+                ) {
+                    // Resumed by a person: deliver at once, with the failures forgotten.
+                    shared.breaker().reset();
+                    telemetry::circuit_open(&self.name, false);
+                }
+            }
             if view.status.paused && !is_circuit_pause(&view) {
                 // Paused by a person, a 410 or a full parked list: wait for a change.
                 tokio::select! {
@@ -113,6 +132,7 @@ impl Worker {
                 CircuitState::Open { until } => {
                     tokio::select! {
                         () = tokio::time::sleep_until(until.into()) => {}
+                        changed = self.view.changed() => if changed.is_err() { return },
                         _ = self.shutdown.wait_for(|down| *down) => return,
                     }
                     continue;
@@ -122,6 +142,7 @@ impl Worker {
             };
             if is_circuit_pause(&view) || state == CircuitState::HalfOpen {
                 // The cool-down is over: deliver again (one probe first).
+                circuit_pause_seen = false;
                 if let Err(error) = self.groups.resume(&self.name).await {
                     tracing::warn!(group = %self.name, %error, "cannot resume the subscription for a probe");
                     self.pause_briefly().await;

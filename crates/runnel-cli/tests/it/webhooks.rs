@@ -707,3 +707,50 @@ async fn after_a_kill_9_mid_delivery_every_event_arrives_and_acknowledged_ones_d
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_a_subscription_paused_by_its_circuit_delivers_at_once() {
+    let server = TestServer::start_with(&[
+        "--webhook-allow-private",
+        "--webhook-retry-min-ms",
+        "50",
+        "--webhook-retry-max-ms",
+        "100",
+        "--webhook-circuit-failures",
+        "2",
+        "--webhook-circuit-cool-down-ms",
+        "600000",
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.answer_always(Answer::Status(502, None));
+    put(
+        &server,
+        "manual",
+        json!({"start": "beginning", "max_deliveries": 100,
+               "delivery": webhook(&receiver, "json", json!({"max_in_flight": 1}))}),
+    )
+    .await;
+    server.append_n("order/m", "OrderPlaced", 2).await;
+    wait_for_status(
+        &server,
+        "manual",
+        "the circuit to open",
+        Duration::from_secs(10),
+        |s| s["paused"] == true,
+    )
+    .await;
+    receiver.answer_always(Answer::Ok);
+    let (code, answer) = server
+        .post_json("/subscriptions/manual/resume", &json!({}))
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    // The cool-down is ten minutes: only the resume can explain a delivery now.
+    receiver
+        .wait_for(
+            "both events after the resume",
+            Duration::from_secs(10),
+            |r| r.iter().filter(|r| r.accepted).count() >= 2,
+        )
+        .await;
+}
