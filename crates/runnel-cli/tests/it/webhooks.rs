@@ -38,6 +38,8 @@ enum Answer {
     Ok,
     /// A 2xx after this long.
     SlowOk(Duration),
+    /// A 307 to this location.
+    Redirect(String),
     Status(u16, Option<&'static str>),
     Sleep(Duration),
 }
@@ -187,6 +189,12 @@ async fn receive(
                 None => (status, "failing on purpose").into_response(),
             }
         }
+        Answer::Redirect(location) => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [("location", location)],
+            "moved",
+        )
+            .into_response(),
         Answer::Sleep(duration) => {
             tokio::time::sleep(duration).await;
             StatusCode::OK.into_response()
@@ -367,6 +375,14 @@ async fn every_event_arrives_signed_in_each_format() {
         |s| s["delivered"] == 3 && s["in_flight"] == 0,
     )
     .await;
+    let metrics = server.get("/metrics").await.text().await.expect("metrics");
+    for series in [
+        "runnel_webhook_attempts_total{group=\"hook-json\",outcome=\"success\"} 3",
+        "runnel_webhook_delivery_latency_seconds",
+        "runnel_webhook_in_flight{group=\"hook-json\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -637,9 +653,68 @@ async fn loopback_endpoints_are_refused_without_the_allow_private_flag() {
         .as_str()
         .unwrap_or_default();
     assert!(error.contains("refused to connect to 127.0.0.1"), "{error}");
+
+    // A name that resolves only to loopback is refused where it is resolved.
+    let by_name = receiver.url.replace("127.0.0.1", "localhost");
+    put(
+        &server,
+        "inside-by-name",
+        json!({"start": "beginning", "max_deliveries": 1,
+               "delivery": {"mode": "webhook", "url": by_name, "secret": SECRET}}),
+    )
+    .await;
+    wait_for_status(
+        &server,
+        "inside-by-name",
+        "the event parked",
+        Duration::from_secs(10),
+        |s| s["parked"] == 1,
+    )
+    .await;
+    let (_, parked) = server
+        .get_json("/subscriptions/inside-by-name/parked")
+        .await;
+    let error = parked["parked"][0]["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("refused to connect to"), "{error}");
     assert!(
         receiver.received().is_empty(),
         "no request reached the receiver"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_a_failure_and_is_not_followed() {
+    let server = TestServer::start_with(FAST).await;
+    let receiver = Receiver::start().await;
+    receiver.answer_next(vec![Answer::Redirect(receiver.url.clone())]);
+    put(
+        &server,
+        "moved",
+        json!({"start": "beginning", "max_deliveries": 1,
+               "delivery": webhook(&receiver, "json", json!({}))}),
+    )
+    .await;
+    server.append_n("order/v", "OrderPlaced", 1).await;
+    wait_for_status(
+        &server,
+        "moved",
+        "the event parked",
+        Duration::from_secs(10),
+        |s| s["parked"] == 1,
+    )
+    .await;
+    let (_, parked) = server.get_json("/subscriptions/moved/parked").await;
+    let error = parked["parked"][0]["last_error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("HTTP 307"), "{error}");
+    assert!(error.contains("redirects are not followed"), "{error}");
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "the redirect was not followed"
     );
 }
 
