@@ -12,7 +12,8 @@
 # packages (apt) when /usr/lib/postgresql/*/bin has no pgbench. bench/ANALYSIS.md, written by
 # hand for a given run, is appended to the results.
 #
-# RUNNEL_BENCH_BIN / RUNNEL_BIN=path run already built binaries instead of building them.
+# RUNNEL_BENCH_BIN / RUNNEL_BIN=path run already built binaries instead of building them;
+# RUNNEL_BENCH_SOURCE then says what they were built from (default: this checkout's commit).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -69,7 +70,8 @@ fi
   echo "# Benchmark results"
   echo
   echo "Produced by \`bench/run.sh $part\` on $(date -u '+%Y-%m-%d %H:%M UTC'):"
-  echo "$(nproc) cores, $(uname -sr), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM."
+  echo "$(nproc) cores, $(uname -sr), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM; built from"
+  echo "${RUNNEL_BENCH_SOURCE:-commit $(git describe --always --dirty 2>/dev/null || echo unknown)}."
   echo "The machine was **shared** with other work (builds and tests) while this ran; the load"
   echo "average before the run was $(cut -d' ' -f1-3 /proc/loadavg), and each table shows the CPU"
   echo "the rest of the machine used during each phase (\"others\", in cores). Figures are"

@@ -242,7 +242,7 @@ fn sse(out: &mut String, runnel: &RunnelRun) {
     let _ = writeln!(out, "### Live subscription: append → delivered over SSE\n");
     let _ = writeln!(
         out,
-        "One subscriber on `GET /subscribe` (live from the end); single-event appends from 16 \
+        "One subscriber on `GET /subscribe` (live from the end); single-event appends from 64 \
          connections on a fixed schedule, each stamped with the time it was sent. The latency \
          runs from sending the append to the subscriber parsing the event.\n"
     );

@@ -25,11 +25,13 @@ const LOAD_GENERATOR: &[&str] = &["runnel-bench"];
 const DISTINCT_BODIES: u64 = 64;
 /// The largest page a read asks for (the API's maximum).
 const PAGE_EVENTS: usize = 1_000;
-/// Connections the SSE producer spreads its appends over, so that one slow append does not
-/// hold back the schedule.
-const SSE_PRODUCER_CONNECTIONS: u64 = 16;
+/// Connections the SSE producer spreads its appends over, so that slow appends do not hold
+/// back the schedule (64 keep 5,000/s as long as an append takes under 12.8 ms).
+const SSE_PRODUCER_CONNECTIONS: u64 = 64;
 /// How long the SSE subscriber waits for stragglers after the producer stops.
 const SSE_GRACE: Duration = Duration::from_secs(5);
+/// The longest the SSE subscriber reads, whatever happens.
+const SSE_MAX_READ: Duration = Duration::from_secs(120);
 /// The stream the read phase reads.
 const READ_STREAM: &str = "order/read-target";
 
@@ -268,12 +270,12 @@ pub(crate) async fn sse_latency(
     }
     let total = rate * (warmup + duration).as_secs_f64() as u64;
     let warmup_us = warmup.as_micros() as u64;
-    let producing_for = warmup + duration;
+    let (stop, stopped) = tokio::sync::watch::channel(None);
     let subscriber = tokio::spawn(receive(
         response.into_body(),
         clock,
         warmup_us,
-        clock + producing_for + SSE_GRACE,
+        stopped,
         total,
     ));
     // Give the subscription a moment to go live before the first event.
@@ -318,6 +320,8 @@ pub(crate) async fn sse_latency(
     }
     let produced = Tally::collect(producers).await;
     let production_time = start.elapsed();
+    // The subscriber reads on until it has every event, or for the grace period after this.
+    let _ = stop.send(Some(Instant::now() + SSE_GRACE));
     let (latencies, delivered) = subscriber.await.context("the subscriber task")??;
     Ok(SseResult {
         rate,
@@ -332,20 +336,34 @@ pub(crate) async fn sse_latency(
     })
 }
 
-/// Reads SSE messages until `total` stamped events came or `deadline`; returns the latencies of
-/// those sent after `warmup_us`, and how many of those there were.
+/// Reads SSE messages until `total` stamped events came, or until the deadline that `stop`
+/// announces once the producers are done; returns the latencies of the events sent after
+/// `warmup_us`, and how many of those there were.
 async fn receive(
     mut body: hyper::body::Incoming,
     clock: Instant,
     warmup_us: u64,
-    deadline: Instant,
+    mut stop: tokio::sync::watch::Receiver<Option<Instant>>,
     total: u64,
 ) -> anyhow::Result<(Latencies, u64)> {
     let mut latencies = Latencies::new();
     let (mut seen, mut measured) = (0u64, 0u64);
     let mut buffer: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let hard_deadline = Instant::now() + SSE_MAX_READ;
     while seen < total {
-        let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
+        let announced = *stop.borrow();
+        let deadline = announced.unwrap_or(hard_deadline).min(hard_deadline);
+        let frame = tokio::select! {
+            frame = tokio::time::timeout_at(deadline.into(), body.frame()) => frame,
+            // The producers finished: read on until the deadline they announced.
+            changed = stop.changed(), if announced.is_none() => {
+                if changed.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        let frame = match frame {
             Err(_) | Ok(None) => break,
             Ok(Some(frame)) => frame.context("reading the event stream")?,
         };
