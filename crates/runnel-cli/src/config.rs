@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use figment::Figment;
 use figment::providers::{Format as _, Serialized, Toml};
 use runnel_core::AppendLimits;
-use runnel_server::{AuthConfig, Secret, ServerConfig};
+use runnel_server::{AuthConfig, Secret, ServerConfig, TlsFiles};
 use serde::{Deserialize, Serialize};
 
 /// Every setting of `runnel serve`, as the TOML file spells it.
@@ -17,9 +17,19 @@ use serde::{Deserialize, Serialize};
 pub(crate) struct ServeConfig {
     pub(crate) data_dir: PathBuf,
     pub(crate) listen: SocketAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_client_ca: Option<PathBuf>,
+    pub(crate) tls_reload_interval_ms: u64,
     /// A flag: left out of the defaults so that only a set value overrides a file's.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) insecure: bool,
+    pub(crate) max_connections: usize,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) header_read_timeout_ms: u64,
     /// A flag, like `insecure`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) metrics_public: bool,
@@ -40,6 +50,7 @@ pub(crate) struct ServeConfig {
     pub(crate) webhook_retry_max_ms: u64,
     pub(crate) webhook_circuit_failures: u32,
     pub(crate) webhook_circuit_cool_down_ms: u64,
+    pub(crate) max_subscriptions_per_key: usize,
     pub(crate) heartbeat_ms: u64,
     pub(crate) subscription_max_lag_events: u64,
     pub(crate) shutdown_grace_ms: u64,
@@ -65,7 +76,14 @@ impl Default for ServeConfig {
         Self {
             data_dir: PathBuf::from("./runnel-data"),
             listen: server.listen,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_reload_interval_ms: server.tls_reload_interval_ms,
             insecure: server.insecure,
+            max_connections: server.max_connections,
+            max_header_bytes: server.max_header_bytes,
+            header_read_timeout_ms: server.header_read_timeout_ms,
             metrics_public: server.auth.metrics_public,
             admin_key_file: None,
             key_pepper_file: None,
@@ -80,6 +98,7 @@ impl Default for ServeConfig {
             webhook_retry_max_ms: server.webhook_retry_max_ms,
             webhook_circuit_failures: server.webhook_circuit_failures,
             webhook_circuit_cool_down_ms: server.webhook_circuit_cool_down_ms,
+            max_subscriptions_per_key: server.max_subscriptions_per_key,
             heartbeat_ms: server.heartbeat_ms,
             subscription_max_lag_events: server.subscription_max_lag_events,
             shutdown_grace_ms: server.shutdown_grace_ms,
@@ -103,16 +122,23 @@ impl ServeConfig {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment
+        let config: Self = figment
             .merge(Serialized::defaults(overrides))
             .extract()
-            .context("invalid configuration")
+            .context("invalid configuration")?;
+        config.check().context("invalid configuration")?;
+        Ok(config)
     }
 
     pub(crate) fn server(&self) -> ServerConfig {
         ServerConfig {
             listen: self.listen,
+            tls: self.tls_files(),
+            tls_reload_interval_ms: self.tls_reload_interval_ms,
             insecure: self.insecure,
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            header_read_timeout_ms: self.header_read_timeout_ms,
             max_body_bytes: self.max_body_bytes,
             request_timeout_ms: self.request_timeout_ms,
             max_concurrent_requests: self.max_concurrent_requests,
@@ -122,6 +148,7 @@ impl ServeConfig {
             webhook_retry_max_ms: self.webhook_retry_max_ms,
             webhook_circuit_failures: self.webhook_circuit_failures,
             webhook_circuit_cool_down_ms: self.webhook_circuit_cool_down_ms,
+            max_subscriptions_per_key: self.max_subscriptions_per_key,
             heartbeat_ms: self.heartbeat_ms,
             subscription_max_lag_events: self.subscription_max_lag_events,
             shutdown_grace_ms: self.shutdown_grace_ms,
@@ -145,6 +172,31 @@ impl ServeConfig {
                 self.key_pepper_file.as_deref(),
             )?,
         })
+    }
+
+    /// The TLS files, when a certificate and key are both set (clap enforces the pair for
+    /// flags; a file or variables may still give one alone, which [`Self::check`] refuses).
+    fn tls_files(&self) -> Option<TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Settings that are wrong together.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_client_ca) {
+            (Some(_), None, _) => anyhow::bail!("tls_cert is set but tls_key is not: give both"),
+            (None, Some(_), _) => anyhow::bail!("tls_key is set but tls_cert is not: give both"),
+            (None, None, Some(_)) => {
+                anyhow::bail!("tls_client_ca needs tls_cert and tls_key: mutual TLS is TLS")
+            }
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn engine(&self) -> runnel_embedded::EngineConfig {

@@ -36,9 +36,13 @@ enum Command {
     Keys(commands::keys::KeysArgs),
     /// Consumer groups: create, list, show, delete; receive and ack; parked events.
     Subs(commands::subs::SubsArgs),
+    /// Make a certificate authority, and server and client certificates signed by it.
+    Gencert(commands::gencert::GencertArgs),
 }
 
 fn main() -> ExitCode {
+    // Before anything can open a TLS connection: one crypto provider for the whole process.
+    runnel_server::install_crypto_provider();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
             Command::Read(args) => commands::read::run(args).await,
             Command::Streams(args) => commands::streams::run(args).await,
             Command::Tail(args) => commands::tail::run(args).await,
+            Command::Gencert(args) => commands::gencert::run(args).await,
             Command::Keys(args) => commands::keys::run(args).await,
             Command::Subs(args) => commands::subs::run(args).await,
         }

@@ -43,6 +43,8 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     config: ClientConfig,
     root_certificates_pem: Vec<Vec<u8>>,
+    /// A client certificate chain and its key, PEM, for servers that require one (mTLS).
+    identity_pem: Option<Vec<u8>>,
 }
 
 impl ClientBuilder {
@@ -69,6 +71,22 @@ impl ClientBuilder {
     /// platform's roots: for servers whose certificate a private CA signed.
     pub fn with_ca_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.root_certificates_pem.push(pem.into());
+        self
+    }
+
+    /// Presents this client certificate (PEM chain, leaf first) and its private key (PEM) to
+    /// servers that require one (mutual TLS, `runnel serve --tls-client-ca`).
+    pub fn with_client_certificate_pem(
+        mut self,
+        certificate_pem: impl AsRef<[u8]>,
+        key_pem: impl AsRef<[u8]>,
+    ) -> Self {
+        let mut identity = certificate_pem.as_ref().to_vec();
+        if !identity.ends_with(b"\n") {
+            identity.push(b'\n');
+        }
+        identity.extend_from_slice(key_pem.as_ref());
+        self.identity_pem = Some(identity);
         self
     }
 
@@ -118,9 +136,18 @@ impl ClientBuilder {
             .user_agent(concat!("runnel-client/", env!("CARGO_PKG_VERSION")));
         for pem in &self.root_certificates_pem {
             let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|error| {
-                ClientError::InvalidArgument(format!("CA certificate: {error}"))
+                ClientError::InvalidArgument(format!("CA certificate: {}", with_sources(&error)))
             })?;
             http = http.tls_certs_merge(certificates);
+        }
+        if let Some(pem) = &self.identity_pem {
+            let identity = reqwest::Identity::from_pem(pem).map_err(|error| {
+                ClientError::InvalidArgument(format!(
+                    "client certificate and key: {}",
+                    with_sources(&error)
+                ))
+            })?;
+            http = http.identity(identity);
         }
         let http = http
             .build()
@@ -131,6 +158,18 @@ impl ClientBuilder {
             config: self.config,
         })
     }
+}
+
+/// reqwest's builder errors say only "builder error"; the cause is in the sources.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl Client {
@@ -153,6 +192,7 @@ impl Client {
                 max_message_bytes: 32 * 1024 * 1024,
             },
             root_certificates_pem: Vec::new(),
+            identity_pem: None,
         }
     }
 

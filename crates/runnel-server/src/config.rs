@@ -3,14 +3,32 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::tls::TlsFiles;
+
 /// How the HTTP server runs. [`Default`] gives safe values for a single machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// The address to listen on; port 0 picks a free port (see [`crate::Server::local_addr`]).
     pub listen: SocketAddr,
-    /// Run without authentication (see docs/security.md). For development and trusted
-    /// networks only.
+    /// Serve HTTPS with these files (and require client certificates when a client CA is
+    /// given). `None` serves plain HTTP, which is refused on a non-loopback address unless
+    /// `insecure` is set.
+    pub tls: Option<TlsFiles>,
+    /// How often the TLS files are re-read; a change takes effect for new connections.
+    pub tls_reload_interval_ms: u64,
+    /// Run without authentication, and accept plain HTTP on a non-loopback address (see
+    /// docs/security.md). For development and trusted networks only.
     pub insecure: bool,
+    /// Connections open at the same time. One more is answered 503 `too_many_connections` and
+    /// closed; a flood beyond that is closed without an answer.
+    pub max_connections: usize,
+    /// The largest request head (request line and headers); larger gets 431. A head over twice
+    /// this is cut off by the HTTP parser, with a bare 431.
+    pub max_header_bytes: usize,
+    /// How long a client may take to send a request head, counted from the connection's
+    /// opening or from its previous response; then the connection is closed. This bounds both
+    /// slow clients (slowloris) and idle kept-alive connections. TLS handshakes get the same.
+    pub header_read_timeout_ms: u64,
     /// The largest request body accepted; larger bodies are answered with 413. It must leave room
     /// for JSON framing and base64 above the store's `max_append_bytes`.
     pub max_body_bytes: usize,
@@ -34,6 +52,10 @@ pub struct ServerConfig {
     pub webhook_circuit_failures: u32,
     /// How long an open circuit breaker waits before its first probe.
     pub webhook_circuit_cool_down_ms: u64,
+    /// Live subscriptions one API key may hold open at the same time; more get 429. Keys
+    /// from the keyring only: the configured admin key and `--insecure` are bound by
+    /// `max_subscriptions` alone.
+    pub max_subscriptions_per_key: usize,
     /// How often an idle subscription sends a `: keep-alive` comment (API.md: at most 15 s).
     pub heartbeat_ms: u64,
     /// The most events one subscription reads from the log at a time.
@@ -87,7 +109,12 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 2113)),
+            tls: None,
+            tls_reload_interval_ms: 5_000,
             insecure: false,
+            max_connections: 4_096,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout_ms: 10_000,
             max_body_bytes: 8 * 1024 * 1024,
             request_timeout_ms: 30_000,
             max_concurrent_requests: 1_024,
@@ -97,6 +124,7 @@ impl Default for ServerConfig {
             webhook_retry_max_ms: 10 * 60 * 1_000,
             webhook_circuit_failures: 5,
             webhook_circuit_cool_down_ms: 30_000,
+            max_subscriptions_per_key: 128,
             heartbeat_ms: 15_000,
             subscription_page_events: 256,
             subscription_page_bytes: 1024 * 1024,
@@ -144,5 +172,13 @@ impl ServerConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub fn tls_reload_interval(&self) -> Duration {
+        Duration::from_millis(self.tls_reload_interval_ms.max(100))
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms.max(1))
     }
 }

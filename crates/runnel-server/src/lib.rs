@@ -3,8 +3,9 @@
 //! and Prometheus metrics.
 //!
 //! [`app`] builds the router alone, so it can be driven without a socket; [`Server`] binds a
-//! listener and runs the router until a shutdown signal, then drains in-flight requests, closes
-//! live subscriptions and closes the store; [`serve`] does both in one call.
+//! listener (HTTPS when [`ServerConfig::tls`] is set, see [`TlsFiles`]) and runs the router
+//! until a shutdown signal, then drains in-flight requests, closes live subscriptions and closes
+//! the store; [`serve`] does both in one call.
 
 mod auth;
 mod config;
@@ -12,12 +13,14 @@ mod error;
 mod extract;
 mod middleware;
 mod model;
+mod per_key;
 mod problem;
 mod routes;
 mod server;
 mod state;
 mod subscription;
 mod telemetry;
+mod tls;
 
 pub use auth::{AuthError, GeneratedAdminKey, KeyringError};
 pub use config::{AuthConfig, Secret, ServerConfig};
@@ -26,3 +29,4 @@ pub use problem::{ApiError, PROBLEM_JSON, Problem};
 pub use routes::{app, openapi};
 pub use server::{Server, serve};
 pub use state::AppState;
+pub use tls::{TlsError, TlsFiles, crypto_provider, install_crypto_provider};

@@ -178,8 +178,19 @@ pub enum ApiError {
     #[error("too many live subscriptions are open (max_subscriptions = {max}); retry later")]
     TooManySubscriptions { max: usize },
 
+    #[error(
+        "this key holds too many live subscriptions (max_subscriptions_per_key = {max}); close one first"
+    )]
+    TooManySubscriptionsForKey { max: usize },
+
     #[error("the server is busy (max_concurrent_requests = {max}); retry later")]
     Busy { max: usize },
+
+    #[error("too many connections are open (max_connections = {max}); retry later")]
+    TooManyConnections { max: usize },
+
+    #[error("the request line and headers take {actual} bytes, more than max_header_bytes = {max}")]
+    HeadersTooLarge { max: usize, actual: usize },
 
     #[error("the request did not finish within request_timeout_ms = {ms}")]
     Timeout { ms: u64 },
@@ -251,10 +262,31 @@ impl ApiError {
                     .with_limit("max_subscriptions", *max as u64)
                     .retry_after(retry_after_secs)
             }
+            Self::TooManySubscriptionsForKey { max } => {
+                Problem::new(S::TOO_MANY_REQUESTS, "too_many_subscriptions", detail)
+                    .with_limit("max_subscriptions_per_key", *max as u64)
+                    .retry_after(retry_after_secs)
+            }
             Self::Busy { max } => Problem::new(S::SERVICE_UNAVAILABLE, "overloaded", detail)
                 .with_limit("max_concurrent_requests", *max as u64)
                 .retry_after(retry_after_secs),
-            Self::Timeout { .. } => Problem::new(S::SERVICE_UNAVAILABLE, "request_timeout", detail)
+            Self::TooManyConnections { max } => {
+                Problem::new(S::SERVICE_UNAVAILABLE, "too_many_connections", detail)
+                    .with_limit("max_connections", *max as u64)
+                    .retry_after(retry_after_secs)
+            }
+            Self::HeadersTooLarge { max, actual } => {
+                let mut problem = Problem::new(
+                    S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "headers_too_large",
+                    detail,
+                )
+                .with_limit("max_header_bytes", *max as u64);
+                problem.actual = Some(*actual as u64);
+                problem
+            }
+            Self::Timeout { ms } => Problem::new(S::SERVICE_UNAVAILABLE, "request_timeout", detail)
+                .with_limit("request_timeout_ms", *ms)
                 .retry_after(retry_after_secs),
             Self::ShuttingDown => Problem::new(S::SERVICE_UNAVAILABLE, "shutting_down", detail)
                 .retry_after(retry_after_secs),

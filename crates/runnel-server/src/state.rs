@@ -10,6 +10,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::auth::Auth;
 use crate::config::ServerConfig;
+use crate::per_key::PerKeyLimit;
 use crate::telemetry::Telemetry;
 
 /// Cheap to clone: one `Arc`.
@@ -28,6 +29,8 @@ struct Inner {
     requests: Arc<Semaphore>,
     /// Permits for open live subscriptions; a subscribe that finds none gets 429.
     subscriptions: Arc<Semaphore>,
+    /// Open live subscriptions per API key, bounded by `max_subscriptions_per_key`.
+    key_subscriptions: Arc<PerKeyLimit>,
     /// `true` once a graceful shutdown began: readiness turns 503 and subscriptions end.
     shutdown: watch::Sender<bool>,
     /// Consumer groups; their long polls end when `shutdown` turns true.
@@ -48,6 +51,7 @@ impl AppState {
     pub(crate) fn new(store: Arc<dyn Store>, config: ServerConfig, auth: Auth) -> Self {
         let requests = Arc::new(Semaphore::new(config.max_concurrent_requests.max(1)));
         let subscriptions = Arc::new(Semaphore::new(config.max_subscriptions));
+        let key_subscriptions = PerKeyLimit::new(config.max_subscriptions_per_key);
         let shutdown = watch::Sender::new(false);
         let groups = GroupService::new(
             Arc::clone(&store),
@@ -62,6 +66,7 @@ impl AppState {
                 telemetry: Telemetry::global(),
                 requests,
                 subscriptions,
+                key_subscriptions,
                 shutdown,
                 config,
             }),
@@ -95,6 +100,10 @@ impl AppState {
 
     pub(crate) fn subscription_permits(&self) -> &Arc<Semaphore> {
         &self.inner.subscriptions
+    }
+
+    pub(crate) fn key_subscription_permits(&self) -> &Arc<PerKeyLimit> {
+        &self.inner.key_subscriptions
     }
 
     /// Starts a graceful shutdown: readiness fails and live subscriptions close. Idempotent.

@@ -17,6 +17,9 @@ pub(crate) const SUBSCRIPTION_LAG_EVENTS: &str = "runnel_subscription_lag_events
 pub(crate) const SUBSCRIPTIONS_CLOSED_LAGGING: &str = "runnel_subscriptions_closed_lagging_total";
 pub(crate) const HEAD_POSITION: &str = "runnel_head_position";
 pub(crate) const REQUESTS_UNAUTHENTICATED: &str = "runnel_http_requests_unauthenticated_total";
+pub(crate) const CONNECTIONS_OPEN: &str = "runnel_http_connections_open";
+pub(crate) const CONNECTIONS_REFUSED: &str = "runnel_http_connections_refused_total";
+pub(crate) const TLS_HANDSHAKE_FAILURES: &str = "runnel_tls_handshake_failures_total";
 
 /// Latency buckets from 100 µs to 10 s: appends are fsync-bound (hundreds of µs) and requests
 /// above a few seconds are already failures.
@@ -132,6 +135,15 @@ fn describe() {
     describe_counter!(
         REQUESTS_UNAUTHENTICATED,
         "Requests answered 401: no API key, or not a valid one"
+    );
+    describe_gauge!(CONNECTIONS_OPEN, "HTTP connections being served now");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections refused for max_connections (answered 503, or closed in a flood)"
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes that failed or timed out (bad or missing client certificates among them)"
     );
 }
 

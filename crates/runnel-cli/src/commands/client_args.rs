@@ -1,6 +1,7 @@
 //! What every client command shares: where the server is, how to print, how failures become
 //! exit codes, and the parsers of the values people type.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use runnel_client::{
@@ -20,9 +21,32 @@ Exit codes:
 /// `--url` and `--json`, flattened into each client command.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ClientArgs {
-    /// The server's base URL.
+    /// The server's base URL (http:// or https://).
     #[arg(long, env = "RUNNEL_URL", default_value = "http://127.0.0.1:2113")]
     pub(crate) url: String,
+
+    /// Trust this CA certificate (PEM) for https:// URLs, besides the system's roots: for a
+    /// server whose certificate `runnel gencert` made.
+    #[arg(long, env = "RUNNEL_CA_CERT", value_name = "FILE")]
+    pub(crate) ca_cert: Option<PathBuf>,
+
+    /// Present this client certificate (PEM) to a server that requires one (mutual TLS).
+    #[arg(
+        long,
+        env = "RUNNEL_CLIENT_CERT",
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    pub(crate) client_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --client-cert.
+    #[arg(
+        long,
+        env = "RUNNEL_CLIENT_KEY",
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    pub(crate) client_key: Option<PathBuf>,
 
     /// The API key to send as `Authorization: Bearer <key>`. Prefer the variable: a flag's
     /// value shows in the process list.
@@ -58,10 +82,28 @@ impl ClientArgs {
         {
             builder = builder.with_bearer_token(key);
         }
-        configure(builder)
-            .build()
-            .map_err(|error| Failure::Usage(format!("--url: {error}")))
+        if let Some(path) = &self.ca_cert {
+            builder = builder.with_ca_certificate_pem(read_pem(path, "--ca-cert")?);
+        }
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            builder = builder.with_client_certificate_pem(
+                read_pem(cert, "--client-cert")?,
+                read_pem(key, "--client-key")?,
+            );
+        }
+        configure(builder).build().map_err(|error| match error {
+            ClientError::InvalidArgument(message) if message.starts_with("base URL") => {
+                Failure::Usage(format!("--url: {message}"))
+            }
+            ClientError::InvalidArgument(message) => Failure::Usage(message),
+            other => Failure::Usage(format!("cannot set up the client: {other}")),
+        })
     }
+}
+
+fn read_pem(path: &Path, flag: &str) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path)
+        .map_err(|error| Failure::Usage(format!("{flag} {}: {error}", path.display())))
 }
 
 /// Why a client command stopped early. Each maps to one documented exit code.

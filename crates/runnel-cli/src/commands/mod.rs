@@ -3,6 +3,7 @@
 
 pub(crate) mod append;
 mod client_args;
+pub(crate) mod gencert;
 pub(crate) mod keys;
 mod output;
 pub(crate) mod read;

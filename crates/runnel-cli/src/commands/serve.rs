@@ -34,11 +34,64 @@ pub(crate) struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<SocketAddr>,
 
-    /// Run without authentication: every request may do everything. For development and
-    /// trusted networks only; the server says so at start and in /health/ready.
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key. Reloaded
+    /// when the file changes.
+    #[arg(
+        long,
+        env = "RUNNEL_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM). Reloaded when the file changes.
+    #[arg(
+        long,
+        env = "RUNNEL_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by this CA (PEM): mutual TLS. Needs --tls-cert.
+    #[arg(
+        long,
+        env = "RUNNEL_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// How often the TLS files are checked for changes [default: 5000]
+    #[arg(long, env = "RUNNEL_TLS_RELOAD_INTERVAL_MS", value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_reload_interval_ms: Option<u64>,
+
+    /// Run without authentication (every request may do everything) and allow plain HTTP on
+    /// a non-loopback address. For development and trusted networks only; the server says so
+    /// at start and in /health/ready.
     #[arg(long, env = "RUNNEL_INSECURE")]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     insecure: bool,
+
+    /// Connections open at once; one more gets 503 and is closed [default: 4096]
+    #[arg(long, env = "RUNNEL_MAX_CONNECTIONS", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<usize>,
+
+    /// The largest request line and headers; larger get 431 [default: 16384]
+    #[arg(long, env = "RUNNEL_MAX_HEADER_BYTES", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_header_bytes: Option<usize>,
+
+    /// Time for a client to send a request's headers, and for an idle connection to stay
+    /// open; then it is closed [default: 10000]
+    #[arg(long, env = "RUNNEL_HEADER_READ_TIMEOUT_MS", value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header_read_timeout_ms: Option<u64>,
 
     /// Serve GET /metrics without an API key, for a scraper on a trusted network.
     #[arg(long, env = "RUNNEL_METRICS_PUBLIC")]
@@ -115,6 +168,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "RUNNEL_WEBHOOK_CIRCUIT_COOL_DOWN_MS", value_name = "MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     webhook_circuit_cool_down_ms: Option<u64>,
+
+    /// Live subscriptions one API key may hold open; more get 429 [default: 128]
+    #[arg(long, env = "RUNNEL_MAX_SUBSCRIPTIONS_PER_KEY", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_subscriptions_per_key: Option<usize>,
 
     /// How often an idle subscription gets a `: keep-alive` comment [default: 15000]
     #[arg(long, env = "RUNNEL_HEARTBEAT_MS", value_name = "MS")]
@@ -196,7 +254,7 @@ pub(crate) async fn run(args: ServeArgs) -> CommandResult {
             return Err(error.into());
         }
     };
-    announce(server.local_addr(), &config);
+    announce(server.scheme(), server.local_addr(), &config);
     if config.insecure {
         warn_insecure();
     }
@@ -208,14 +266,14 @@ pub(crate) async fn run(args: ServeArgs) -> CommandResult {
 }
 
 /// Tells a person (and the test harness, which reads the first line) where to go.
-fn announce(addr: SocketAddr, config: &ServeConfig) {
+fn announce(scheme: &str, addr: SocketAddr, config: &ServeConfig) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "Runnel {} listening on http://{addr}",
+        "Runnel {} listening on {scheme}://{addr}",
         env!("CARGO_PKG_VERSION")
     );
-    let _ = writeln!(out, "  API docs:       http://{addr}/docs/");
+    let _ = writeln!(out, "  API docs:       {scheme}://{addr}/docs/");
     let _ = writeln!(out, "  data directory: {}", config.data_dir.display());
     let _ = out.flush();
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");

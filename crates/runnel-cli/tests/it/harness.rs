@@ -63,18 +63,33 @@ impl TestServer {
         server
     }
 
+    /// Starts with `http` as the test's client (one that trusts a test CA, say), in a fresh
+    /// data directory.
+    pub(crate) async fn start_with_client(args: &[&str], http: reqwest::Client) -> Self {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data_dir = temp.path().join("data");
+        let mut server = Self::launch(&data_dir, args, Some(http), Some(ADMIN_KEY)).await;
+        server._temp = Some(temp);
+        server
+    }
+
     /// Starts on `data_dir`, which outlives the server (for restarts).
     pub(crate) async fn start_in(data_dir: &Path, args: &[&str]) -> Self {
-        Self::launch(data_dir, args, Some(ADMIN_KEY)).await
+        Self::launch(data_dir, args, None, Some(ADMIN_KEY)).await
     }
 
     /// Starts on `data_dir` with no admin key configured (so a first start generates one), and
     /// with helpers that send no key until the test sets [`Self::key`].
     pub(crate) async fn start_without_admin_key(data_dir: &Path, args: &[&str]) -> Self {
-        Self::launch(data_dir, args, None).await
+        Self::launch(data_dir, args, None, None).await
     }
 
-    async fn launch(data_dir: &Path, args: &[&str], admin_key: Option<&str>) -> Self {
+    async fn launch(
+        data_dir: &Path,
+        args: &[&str],
+        http: Option<reqwest::Client>,
+        admin_key: Option<&str>,
+    ) -> Self {
         let log_file = data_dir.with_extension(format!("log-{}", unique()));
         let log = std::fs::File::create(&log_file).expect("log file");
         let spawned = Instant::now();
@@ -111,17 +126,18 @@ impl TestServer {
             }
         });
         let banner = read_banner(&lines_rx, &mut child, &log_file);
-        let addr = banner[0]
-            .split("listening on http://")
+        // `http://…` or `https://…`
+        let base = banner[0]
+            .split("listening on ")
             .nth(1)
             .expect("the first line names the address")
             .trim()
             .to_owned();
         let mut server = Self {
             child,
-            base: format!("http://{addr}"),
+            base,
             data_dir: data_dir.to_owned(),
-            http: {
+            http: http.unwrap_or_else(|| {
                 let mut headers = reqwest::header::HeaderMap::new();
                 if let Some(key) = admin_key {
                     headers.insert(
@@ -134,7 +150,7 @@ impl TestServer {
                     .default_headers(headers)
                     .build()
                     .expect("client")
-            },
+            }),
             key: admin_key.map(str::to_owned),
             anonymous: anonymous_client(),
             banner,

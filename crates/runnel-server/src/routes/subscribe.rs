@@ -4,6 +4,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
 use runnel_core::Position;
 
 use crate::auth::{Caller, Capability};
@@ -36,7 +37,7 @@ use crate::subscription::{Feed, FeedAccess, FeedLimits};
     responses(
         (status = 200, description = "An event stream: `id: <position>` and `data: <Event JSON>` per message", content_type = "text/event-stream", body = String),
         (status = 400, description = "Bad query parameter, name or Last-Event-ID", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_subscriptions` (with Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_subscriptions` (with Retry-After): `limit` says whether `max_subscriptions` or `max_subscriptions_per_key`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Shutting down", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -56,6 +57,18 @@ pub(crate) async fn subscribe(
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
+    // Per key first: a key at its bound must not take a global place even for a moment.
+    let key_permit = match &caller.key_id {
+        Some(key_id) => Some(
+            state
+                .key_subscription_permits()
+                .try_acquire(key_id)
+                .ok_or_else(|| ApiError::TooManySubscriptionsForKey {
+                    max: state.key_subscription_permits().max(),
+                })?,
+        ),
+        None => None,
+    };
     let permit = state
         .subscription_permits()
         .clone()
@@ -82,7 +95,12 @@ pub(crate) async fn subscribe(
         limits,
         permit,
     );
-    let mut response = Body::from_stream(feed.into_stream()).into_response();
+    // The key's place is held for as long as the body is, like the global permit in the feed.
+    let body = feed.into_stream().map(move |chunk| {
+        let _held = &key_permit;
+        chunk
+    });
+    let mut response = Body::from_stream(body).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
