@@ -11,6 +11,8 @@ mod auth;
 mod config;
 mod error;
 mod extract;
+#[cfg(test)]
+mod http_properties;
 mod middleware;
 mod model;
 mod per_key;
@@ -30,3 +32,7 @@ pub use routes::{app, openapi};
 pub use server::{Server, serve};
 pub use state::AppState;
 pub use tls::{TlsError, TlsFiles, crypto_provider, install_crypto_provider};
+
+/// Entry points for the fuzz targets in `fuzz/`. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing;
