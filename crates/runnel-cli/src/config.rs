@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct ServeConfig {
     pub(crate) data_dir: PathBuf,
+    /// When set, the PostgreSQL engine on this database instead of the embedded one in
+    /// `data_dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) postgres_url: Option<String>,
     pub(crate) listen: SocketAddr,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tls_cert: Option<PathBuf>,
@@ -75,6 +79,7 @@ impl Default for ServeConfig {
         let engine = runnel_embedded::EngineConfig::default();
         Self {
             data_dir: PathBuf::from("./runnel-data"),
+            postgres_url: None,
             listen: server.listen,
             tls_cert: None,
             tls_key: None,
@@ -196,6 +201,25 @@ impl ServeConfig {
                 anyhow::bail!("tls_client_ca needs tls_cert and tls_key: mutual TLS is TLS")
             }
             _ => Ok(()),
+        }
+    }
+
+    /// The PostgreSQL engine's settings, when `postgres_url` is set; the append limits and
+    /// the queue bound are the same settings as the embedded engine's.
+    pub(crate) fn postgres(&self) -> Option<runnel_postgres::PostgresConfig> {
+        let url = self.postgres_url.as_deref()?;
+        Some(runnel_postgres::PostgresConfig {
+            limits: self.limits(),
+            max_queued_appends: self.max_queued_appends,
+            ..runnel_postgres::PostgresConfig::new(url)
+        })
+    }
+
+    fn limits(&self) -> AppendLimits {
+        AppendLimits {
+            max_events_per_append: self.max_events_per_append,
+            max_event_bytes: self.max_event_bytes,
+            max_append_bytes: self.max_append_bytes,
         }
     }
 

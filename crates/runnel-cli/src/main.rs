@@ -1,4 +1,5 @@
-//! `runnel`: the server (`serve`), an offline checker (`verify`), and a command-line client.
+//! `runnel`: the server (`serve`), the PostgreSQL schema (`migrate`), an offline checker
+//! (`verify`), and a command-line client.
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run the server (embedded engine by default).
     Serve(Box<commands::serve::ServeArgs>),
+    /// Create or upgrade Runnel's tables in PostgreSQL (before `serve --postgres`).
+    Migrate(commands::migrate::MigrateArgs),
     /// Check a data directory offline: every checksum, every frame, every index entry.
     Verify(commands::verify::VerifyArgs),
     /// Append events to a stream.
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => commands::serve::run(*args).await,
             Command::Verify(args) => commands::verify::run(args).await,
+            Command::Migrate(args) => commands::migrate::run(args).await,
             Command::Append(args) => commands::append::run(args).await,
             Command::Read(args) => commands::read::run(args).await,
             Command::Streams(args) => commands::streams::run(args).await,

@@ -5,6 +5,7 @@ pub(crate) mod append;
 mod client_args;
 pub(crate) mod gencert;
 pub(crate) mod keys;
+pub(crate) mod migrate;
 mod output;
 pub(crate) mod read;
 pub(crate) mod serve;

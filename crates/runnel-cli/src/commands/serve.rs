@@ -1,4 +1,4 @@
-//! `runnel serve`: the HTTP server on the embedded engine.
+//! `runnel serve`: the HTTP server on the embedded engine, or on PostgreSQL.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use runnel_core::Store;
 use runnel_embedded::EmbeddedStore;
+use runnel_postgres::{PostgresStore, redact_url};
 use runnel_server::{Server, ServerConfig};
 use serde::Serialize;
 
@@ -28,6 +29,13 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "RUNNEL_DATA_DIR", value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
+
+    /// Keep the data in PostgreSQL instead of the data directory, e.g.
+    /// `postgres://runnel@db:5432/runnel`; several servers may share one database. Run
+    /// `runnel migrate` first.
+    #[arg(long = "postgres", env = "RUNNEL_POSTGRES_URL", value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postgres_url: Option<String>,
 
     /// The address to listen on; port 0 picks a free one [default: 127.0.0.1:2113]
     #[arg(long, env = "RUNNEL_LISTEN", value_name = "ADDR")]
@@ -224,19 +232,7 @@ fn with_default(what: &str, default: impl std::fmt::Display) -> String {
 pub(crate) async fn run(args: ServeArgs) -> CommandResult {
     let config = ServeConfig::load(args.config.as_deref(), &args)?;
     init_logging(&config)?;
-    let dir = config.data_dir.clone();
-    let engine = config.engine();
-    // Opening recovers and verifies the log: blocking file work, off the async threads.
-    let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, engine))
-        .await
-        .context("the store's open task failed")?
-        .with_context(|| {
-            format!(
-                "cannot open the data directory {}",
-                config.data_dir.display()
-            )
-        })?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store = open_store(&config).await?;
     let server_config = match config.auth() {
         Ok(auth) => ServerConfig {
             auth,
@@ -265,6 +261,40 @@ pub(crate) async fn run(args: ServeArgs) -> CommandResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The engine the configuration names: PostgreSQL when a URL is set, else the embedded one.
+/// Either refuses to start on data it cannot serve (a PostgreSQL schema that is missing or at
+/// another version, a damaged log), with an error that says what to do.
+async fn open_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(postgres) = config.postgres() {
+        // The engine's errors name the (redacted) URL and what to do.
+        let store = PostgresStore::open(postgres)
+            .await
+            .context("cannot start on PostgreSQL")?;
+        return Ok(Arc::new(store));
+    }
+    let dir = config.data_dir.clone();
+    let engine = config.engine();
+    // Opening recovers and verifies the log: blocking file work, off the async threads.
+    let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&dir, engine))
+        .await
+        .context("the store's open task failed")?
+        .with_context(|| {
+            format!(
+                "cannot open the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+    Ok(Arc::new(store))
+}
+
+/// Where the data lives, for the banner and the log; never a password.
+fn data_location(config: &ServeConfig) -> String {
+    match &config.postgres_url {
+        Some(url) => format!("PostgreSQL at {}", redact_url(url)),
+        None => format!("embedded, data directory {}", config.data_dir.display()),
+    }
+}
+
 /// Tells a person (and the test harness, which reads the first line) where to go.
 fn announce(scheme: &str, addr: SocketAddr, config: &ServeConfig) {
     let mut out = std::io::stdout().lock();
@@ -274,9 +304,10 @@ fn announce(scheme: &str, addr: SocketAddr, config: &ServeConfig) {
         env!("CARGO_PKG_VERSION")
     );
     let _ = writeln!(out, "  API docs:       {scheme}://{addr}/docs/");
-    let _ = writeln!(out, "  data directory: {}", config.data_dir.display());
+    let location = data_location(config);
+    let _ = writeln!(out, "  engine:         {location}");
     let _ = out.flush();
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+    tracing::info!(%addr, engine = %location, "serving");
 }
 
 /// Said on stdout, where a person looks, as well as in the log.

@@ -18,8 +18,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef0123456789abcdef";
 
 /// Settings a test server must not pick up from the environment the tests run in.
-const ISOLATED_VARIABLES: [&str; 8] = [
+const ISOLATED_VARIABLES: [&str; 9] = [
     "RUNNEL_CONFIG",
+    "RUNNEL_POSTGRES_URL",
     "RUNNEL_ADMIN_KEY",
     "RUNNEL_ADMIN_KEY_FILE",
     "RUNNEL_KEY_PEPPER",

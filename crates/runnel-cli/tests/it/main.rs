@@ -9,6 +9,7 @@ mod errors;
 mod groups;
 mod limits;
 mod operations;
+mod postgres;
 mod shutdown;
 mod streams;
 mod subscribe;
