@@ -464,6 +464,7 @@ pub(crate) async fn list_subscriptions(
     params(("name" = String, Path, description = "The subscription's name")),
     responses(
         (status = 200, description = "The subscription", body = SubscriptionView),
+        (status = 400, description = "`invalid_subscription_name`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`subscription_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -487,6 +488,7 @@ pub(crate) async fn get_subscription(
     params(("name" = String, Path, description = "The subscription's name")),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "`invalid_subscription_name`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`subscription_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -521,6 +523,7 @@ pub(crate) async fn delete_subscription(
     request_body = PauseBody,
     responses(
         (status = 200, description = "Paused (or already paused)", body = SubscriptionView),
+        (status = 400, description = "`invalid_subscription_name`, or a body that is not JSON of the documented shape", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`subscription_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -558,6 +561,7 @@ pub(crate) async fn pause_subscription(
     params(("name" = String, Path, description = "The subscription's name")),
     responses(
         (status = 200, description = "Resumed (or was not paused)", body = SubscriptionView),
+        (status = 400, description = "`invalid_subscription_name`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`subscription_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -748,6 +752,7 @@ pub(crate) async fn nack(
     ),
     responses(
         (status = 200, description = "A page of parked events", body = ParkedListView),
+        (status = 400, description = "`invalid_subscription_name`, or a bad query parameter", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`subscription_not_found`", body = Problem, content_type = "application/problem+json"),
     )
 )]
