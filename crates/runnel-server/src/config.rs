@@ -3,6 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::error::ServerError;
 use crate::tls::TlsFiles;
 
 /// How the HTTP server runs. [`Default`] gives safe values for a single machine.
@@ -172,6 +173,16 @@ impl ServerConfig {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// Refuses plain HTTP on an address other than loopback unless `insecure` is set. Checked
+    /// by [`crate::Server::bind`]; callers may check first, before slow work such as opening a
+    /// large store.
+    pub fn check_transport(&self) -> Result<(), ServerError> {
+        if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.insecure {
+            return Err(ServerError::PlaintextOnNetwork { addr: self.listen });
+        }
+        Ok(())
     }
 
     pub fn tls_reload_interval(&self) -> Duration {

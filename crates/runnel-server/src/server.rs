@@ -66,10 +66,8 @@ impl Server {
     /// other than loopback is refused unless `config.insecure` is set.
     pub async fn bind(config: ServerConfig, store: Arc<dyn Store>) -> Result<Self, ServerError> {
         let addr = config.listen;
+        config.check_transport()?;
         if config.tls.is_none() && !addr.ip().is_loopback() {
-            if !config.insecure {
-                return Err(ServerError::PlaintextOnNetwork { addr });
-            }
             tracing::warn!(
                 %addr,
                 "INSECURE: serving plain HTTP on a network address (--insecure): keys and events cross the network unencrypted"

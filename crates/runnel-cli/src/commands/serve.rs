@@ -232,6 +232,8 @@ fn with_default(what: &str, default: impl std::fmt::Display) -> String {
 pub(crate) async fn run(args: ServeArgs) -> CommandResult {
     let config = ServeConfig::load(args.config.as_deref(), &args)?;
     init_logging(&config)?;
+    // Before the store: opening a large one takes a while, and this refusal does not need it.
+    config.server().check_transport()?;
     let store = open_store(&config).await?;
     let server_config = match config.auth() {
         Ok(auth) => ServerConfig {
