@@ -293,15 +293,8 @@ impl Client {
         after: Option<&str>,
         limit: u32,
     ) -> Result<StreamTypesPage, ClientError> {
-        let mut url = self.url(&["streams"]);
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(after) = after {
-                query.append_pair("after", after);
-            }
-            query.append_pair("limit", &limit.to_string());
-        }
-        self.get_json(url).await
+        self.get_json(self.listing_url(&["streams"], after, limit))
+            .await
     }
 
     /// Every stream type, with its number of streams, paging internally.
@@ -328,15 +321,8 @@ impl Client {
         after: Option<&str>,
         limit: u32,
     ) -> Result<StreamsPage, ClientError> {
-        let mut url = self.url(&["streams", stream_type]);
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(after) = after {
-                query.append_pair("after", after);
-            }
-            query.append_pair("limit", &limit.to_string());
-        }
-        self.get_json(url).await
+        self.get_json(self.listing_url(&["streams", stream_type], after, limit))
+            .await
     }
 
     /// Every stream of `stream_type`, in stream-id order, paging internally.
@@ -434,6 +420,19 @@ impl Client {
 
     /// `base_url` plus the given path segments, each percent-encoded (a stream id may hold any
     /// character but `/`, and a `?` or `%` in it must not change the URL's meaning).
+    /// The URL of one page of a listing: `after` (a previous page's `next`) and `limit`.
+    pub(crate) fn listing_url(&self, segments: &[&str], after: Option<&str>, limit: u32) -> Url {
+        let mut url = self.url(segments);
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(after) = after {
+                query.append_pair("after", after);
+            }
+            query.append_pair("limit", &limit.to_string());
+        }
+        url
+    }
+
     pub(crate) fn url(&self, segments: &[&str]) -> Url {
         let mut url = self.base_url.clone();
         // `build` refused URLs that cannot be a base, so the segments are always there.

@@ -108,15 +108,8 @@ impl Client {
         after: Option<&str>,
         limit: u32,
     ) -> Result<KeysPage, ClientError> {
-        let mut url = self.url(&["keys"]);
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(after) = after {
-                query.append_pair("after", after);
-            }
-            query.append_pair("limit", &limit.to_string());
-        }
-        self.get_json(url).await
+        self.get_json(self.listing_url(&["keys"], after, limit))
+            .await
     }
 
     /// Every active key, in id order, paging internally.

@@ -292,15 +292,8 @@ impl Client {
         after: Option<&str>,
         limit: u32,
     ) -> Result<SubscriptionsPage, ClientError> {
-        let mut url = self.url(&["subscriptions"]);
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(after) = after {
-                query.append_pair("after", after);
-            }
-            query.append_pair("limit", &limit.to_string());
-        }
-        self.get_json(url).await
+        self.get_json(self.listing_url(&["subscriptions"], after, limit))
+            .await
     }
 
     /// Every subscription, in name order, paging internally.
