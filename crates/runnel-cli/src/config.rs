@@ -11,6 +11,13 @@ use runnel_core::AppendLimits;
 use runnel_server::{AuthConfig, Secret, ServerConfig, TlsFiles};
 use serde::{Deserialize, Serialize};
 
+/// The most PostgreSQL connections one node's read pool may hold (PostgreSQL's own default
+/// `max_connections` is 100, shared by every node and every other client).
+const MAX_POSTGRES_POOL_SIZE: usize = 1_000;
+/// The longest PostgreSQL timeout: a request waits about this long when the database stops
+/// answering, so an hour is already far more than any client waits.
+const MAX_POSTGRES_TIMEOUT_MS: u64 = 3_600_000;
+
 /// Every setting of `runnel serve`, as the TOML file spells it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -20,6 +27,14 @@ pub(crate) struct ServeConfig {
     /// `data_dir`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) postgres_url: Option<String>,
+    /// PostgreSQL connections for reads (the writer and the listener have one each besides).
+    pub(crate) postgres_pool_size: usize,
+    /// Opening a PostgreSQL connection, TLS and authentication included.
+    pub(crate) postgres_connect_timeout_ms: u64,
+    /// The database cancels a statement (and a lock wait) after this long.
+    pub(crate) postgres_statement_timeout_ms: u64,
+    /// Waiting for a free pooled connection when all are busy.
+    pub(crate) postgres_pool_wait_timeout_ms: u64,
     pub(crate) listen: SocketAddr,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tls_cert: Option<PathBuf>,
@@ -77,9 +92,14 @@ impl Default for ServeConfig {
         let server = ServerConfig::default();
         let limits = AppendLimits::default();
         let engine = runnel_embedded::EngineConfig::default();
+        let postgres = runnel_postgres::PostgresConfig::default();
         Self {
             data_dir: PathBuf::from("./runnel-data"),
             postgres_url: None,
+            postgres_pool_size: postgres.pool_size,
+            postgres_connect_timeout_ms: postgres.connect_timeout_ms,
+            postgres_statement_timeout_ms: postgres.statement_timeout_ms,
+            postgres_pool_wait_timeout_ms: postgres.pool_wait_timeout_ms,
             listen: server.listen,
             tls_cert: None,
             tls_key: None,
@@ -192,8 +212,9 @@ impl ServeConfig {
         }
     }
 
-    /// Settings that are wrong together.
+    /// Settings that are wrong alone or together.
     pub(crate) fn check(&self) -> anyhow::Result<()> {
+        self.check_postgres()?;
         match (&self.tls_cert, &self.tls_key, &self.tls_client_ca) {
             (Some(_), None, _) => anyhow::bail!("tls_cert is set but tls_key is not: give both"),
             (None, Some(_), _) => anyhow::bail!("tls_key is set but tls_cert is not: give both"),
@@ -204,6 +225,38 @@ impl ServeConfig {
         }
     }
 
+    /// The PostgreSQL settings out of their bounds, each refused with its own name (whether
+    /// or not `postgres_url` is set: a wrong value in a shared file is wrong for every node).
+    fn check_postgres(&self) -> anyhow::Result<()> {
+        let pool = self.postgres_pool_size;
+        if !(1..=MAX_POSTGRES_POOL_SIZE).contains(&pool) {
+            anyhow::bail!(
+                "postgres_pool_size must be 1 to {MAX_POSTGRES_POOL_SIZE} connections, not {pool}"
+            );
+        }
+        for (setting, value) in [
+            (
+                "postgres_connect_timeout_ms",
+                self.postgres_connect_timeout_ms,
+            ),
+            (
+                "postgres_statement_timeout_ms",
+                self.postgres_statement_timeout_ms,
+            ),
+            (
+                "postgres_pool_wait_timeout_ms",
+                self.postgres_pool_wait_timeout_ms,
+            ),
+        ] {
+            if !(1..=MAX_POSTGRES_TIMEOUT_MS).contains(&value) {
+                anyhow::bail!(
+                    "{setting} must be 1 to {MAX_POSTGRES_TIMEOUT_MS} milliseconds, not {value}"
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The PostgreSQL engine's settings, when `postgres_url` is set; the append limits and
     /// the queue bound are the same settings as the embedded engine's.
     pub(crate) fn postgres(&self) -> Option<runnel_postgres::PostgresConfig> {
@@ -211,6 +264,10 @@ impl ServeConfig {
         Some(runnel_postgres::PostgresConfig {
             limits: self.limits(),
             max_queued_appends: self.max_queued_appends,
+            pool_size: self.postgres_pool_size,
+            connect_timeout_ms: self.postgres_connect_timeout_ms,
+            statement_timeout_ms: self.postgres_statement_timeout_ms,
+            pool_wait_timeout_ms: self.postgres_pool_wait_timeout_ms,
             ..runnel_postgres::PostgresConfig::new(url)
         })
     }
@@ -289,6 +346,93 @@ mod tests {
         assert_eq!(config.heartbeat_ms, 500);
         assert_eq!(config.max_subscriptions, 7);
         assert_eq!(config.data_dir, PathBuf::from("./runnel-data"));
+    }
+
+    #[derive(Serialize)]
+    struct PostgresOverrides {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        postgres_url: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        postgres_pool_size: Option<usize>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        postgres_statement_timeout_ms: Option<u64>,
+    }
+
+    #[test]
+    fn postgres_settings_layer_like_the_others_and_reach_the_engine() {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(
+            file,
+            "postgres_pool_size = 4\npostgres_connect_timeout_ms = 700\n\
+             postgres_statement_timeout_ms = 900\npostgres_pool_wait_timeout_ms = 800"
+        )
+        .expect("write");
+        let overrides = PostgresOverrides {
+            postgres_url: Some("postgres://db/runnel".to_owned()),
+            postgres_pool_size: Some(6),
+            postgres_statement_timeout_ms: None,
+        };
+        let config = ServeConfig::load(Some(file.path()), &overrides).expect("loads");
+        let postgres = config.postgres().expect("a URL is set");
+        assert_eq!(postgres.pool_size, 6, "the flag wins over the file");
+        assert_eq!(postgres.connect_timeout_ms, 700);
+        assert_eq!(postgres.statement_timeout_ms, 900);
+        assert_eq!(postgres.pool_wait_timeout_ms, 800);
+        assert!(postgres.validate().is_ok());
+
+        let defaults = ServeConfig::default();
+        let engine = runnel_postgres::PostgresConfig::default();
+        assert_eq!(defaults.postgres_pool_size, engine.pool_size);
+        assert_eq!(
+            defaults.postgres_statement_timeout_ms,
+            engine.statement_timeout_ms
+        );
+        assert!(defaults.postgres().is_none(), "no URL, no PostgreSQL");
+    }
+
+    #[test]
+    fn postgres_settings_out_of_bounds_are_refused_by_name() {
+        for (overrides, named) in [
+            (
+                PostgresOverrides {
+                    postgres_url: None,
+                    postgres_pool_size: Some(0),
+                    postgres_statement_timeout_ms: None,
+                },
+                "postgres_pool_size",
+            ),
+            (
+                PostgresOverrides {
+                    postgres_url: None,
+                    postgres_pool_size: Some(MAX_POSTGRES_POOL_SIZE + 1),
+                    postgres_statement_timeout_ms: None,
+                },
+                "postgres_pool_size",
+            ),
+            (
+                PostgresOverrides {
+                    postgres_url: Some("postgres://db/runnel".to_owned()),
+                    postgres_pool_size: None,
+                    postgres_statement_timeout_ms: Some(0),
+                },
+                "postgres_statement_timeout_ms",
+            ),
+        ] {
+            let error = ServeConfig::load(None, &overrides).expect_err("out of bounds");
+            assert!(format!("{error:#}").contains(named), "{error:#}");
+        }
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(file, "postgres_pool_wait_timeout_ms = 0").expect("write");
+        let none = PostgresOverrides {
+            postgres_url: None,
+            postgres_pool_size: None,
+            postgres_statement_timeout_ms: None,
+        };
+        let error = ServeConfig::load(Some(file.path()), &none).expect_err("zero");
+        assert!(
+            format!("{error:#}").contains("postgres_pool_wait_timeout_ms"),
+            "{error:#}"
+        );
     }
 
     #[test]

@@ -37,6 +37,26 @@ pub(crate) struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     postgres_url: Option<String>,
 
+    #[arg(help = with_default("PostgreSQL connections for reads, per node; the writer and the listener take one each besides", ServeConfig::default().postgres_pool_size))]
+    #[arg(long, env = "RUNNEL_POSTGRES_POOL_SIZE", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postgres_pool_size: Option<usize>,
+
+    #[arg(help = with_default("Time to open a PostgreSQL connection, TLS and authentication included", ServeConfig::default().postgres_connect_timeout_ms))]
+    #[arg(long, env = "RUNNEL_POSTGRES_CONNECT_TIMEOUT_MS", value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postgres_connect_timeout_ms: Option<u64>,
+
+    #[arg(help = with_default("PostgreSQL cancels a statement or a lock wait after this long; a request waits about this long when the database stops answering, then gets 503", ServeConfig::default().postgres_statement_timeout_ms))]
+    #[arg(long, env = "RUNNEL_POSTGRES_STATEMENT_TIMEOUT_MS", value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postgres_statement_timeout_ms: Option<u64>,
+
+    #[arg(help = with_default("Time a read waits for a free pooled PostgreSQL connection; then 503", ServeConfig::default().postgres_pool_wait_timeout_ms))]
+    #[arg(long, env = "RUNNEL_POSTGRES_POOL_WAIT_TIMEOUT_MS", value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postgres_pool_wait_timeout_ms: Option<u64>,
+
     /// The address to listen on; port 0 picks a free one [default: 127.0.0.1:2113]
     #[arg(long, env = "RUNNEL_LISTEN", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 use crate::harness::{TestServer, expect_problem};
 
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 const DEFAULT_TEST_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-fn admin_url() -> String {
+pub(crate) fn admin_url() -> String {
     std::env::var("RUNNEL_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_TEST_URL.to_owned())
 }
 
@@ -35,9 +35,9 @@ async fn admin() -> tokio_postgres::Client {
 }
 
 /// A schema of the test's own; the URL puts Runnel's tables in it.
-struct Schema {
+pub(crate) struct Schema {
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Schema {
@@ -54,18 +54,18 @@ impl Schema {
         Self { name, url }
     }
 
-    async fn migrated() -> Self {
+    pub(crate) async fn migrated() -> Self {
         let schema = Self::create().await;
         let output = migrate(&schema.url);
         assert!(output.status.success(), "{}", text(&output));
         schema
     }
 
-    async fn serve(&self) -> TestServer {
+    pub(crate) async fn serve(&self) -> TestServer {
         TestServer::start_with(&["--postgres", &self.url]).await
     }
 
-    async fn drop_now(self) {
+    pub(crate) async fn drop_now(self) {
         let _ = admin()
             .await
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
@@ -73,7 +73,7 @@ impl Schema {
     }
 }
 
-fn runnel(args: &[&str]) -> Output {
+pub(crate) fn runnel(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_runnel"))
         .args(args)
         .env_remove("RUNNEL_POSTGRES_URL")
@@ -83,11 +83,11 @@ fn runnel(args: &[&str]) -> Output {
         .expect("the runnel binary runs")
 }
 
-fn migrate(url: &str) -> Output {
+pub(crate) fn migrate(url: &str) -> Output {
     runnel(&["migrate", "--postgres", url])
 }
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -321,5 +321,78 @@ async fn three_nodes_with_concurrent_writers_give_every_reader_every_event_once_
     }
     drop(readers);
     drop(nodes);
+    schema.drop_now().await;
+}
+
+#[tokio::test]
+async fn postgres_settings_out_of_bounds_are_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let url = admin_url();
+    let serve = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_runnel"));
+        command
+            .env_remove("RUNNEL_POSTGRES_URL")
+            .env_remove("RUNNEL_CONFIG")
+            .args(["serve", "--postgres", &url, "--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(extra)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null());
+        command.output().expect("the runnel binary runs")
+    };
+    let file = dir.path().join("runnel.toml");
+    std::fs::write(&file, "postgres_connect_timeout_ms = 0\n").expect("write the file");
+    let file = file.to_str().expect("utf-8 path").to_owned();
+    for (output, setting) in [
+        (
+            serve(&["--postgres-pool-size", "0"], &[]),
+            "postgres_pool_size",
+        ),
+        (
+            serve(&["--postgres-pool-size", "100000"], &[]),
+            "postgres_pool_size",
+        ),
+        (
+            serve(&[], &[("RUNNEL_POSTGRES_STATEMENT_TIMEOUT_MS", "0")]),
+            "postgres_statement_timeout_ms",
+        ),
+        (
+            serve(&["--postgres-pool-wait-timeout-ms", "0"], &[]),
+            "postgres_pool_wait_timeout_ms",
+        ),
+        (
+            serve(&["--config", &file], &[]),
+            "postgres_connect_timeout_ms",
+        ),
+    ] {
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        assert!(text(&output).contains(setting), "{}", text(&output));
+    }
+    // In bounds, the settings reach the engine: a pool of one still serves everyone.
+    let schema = Schema::migrated().await;
+    let server = TestServer::start_with(&[
+        "--postgres",
+        &schema.url,
+        "--postgres-pool-size",
+        "1",
+        "--postgres-pool-wait-timeout-ms",
+        "5000",
+    ])
+    .await;
+    server.append_n("meter/m-1", "Read", 3).await;
+    // One pooled connection serves many concurrent reads, one after another.
+    let reads: Vec<_> = (0..8)
+        .map(|_| {
+            let http = server.http.clone();
+            let url = server.url("/streams/meter/m-1/events");
+            tokio::spawn(async move { http.get(url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    for read in reads {
+        assert_eq!(read.await.expect("task").expect("answer"), 200);
+    }
+    drop(server);
     schema.drop_now().await;
 }
