@@ -10,6 +10,7 @@ mod groups;
 mod limits;
 mod operations;
 mod postgres;
+mod postgres_failover;
 mod shutdown;
 mod streams;
 mod subscribe;
