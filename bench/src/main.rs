@@ -30,6 +30,12 @@ enum Command {
     /// A release `runnel serve` over HTTP against PostgreSQL (pgbench) and NATS JetStream, in
     /// the same run: appends, reads, and SSE end-to-end latency.
     Http(http::HttpArgs),
+    /// Consumer groups over HTTP against NATS JetStream in the same run: pull consumers
+    /// draining a backlog (receive + ack), webhook delivery throughput and end-to-end latency.
+    Groups(http::GroupsArgs),
+    /// The PostgreSQL engine over HTTP, one node and several on one database, beside the
+    /// embedded engine and the plain PostgreSQL event table (pgbench) on the same cluster.
+    Postgres(http::PostgresArgs),
 }
 
 /// The command line as typed, quoted where a shell would need it.
@@ -54,6 +60,8 @@ fn main() -> anyhow::Result<()> {
     let report = match &cli.command {
         Command::Engine(args) => engine::run(args, &command_line())?,
         Command::Http(args) => http::run(args, &command_line())?,
+        Command::Groups(args) => http::groups::run(args, &command_line())?,
+        Command::Postgres(args) => http::scaling::run(args, &command_line())?,
     };
     print!("{report}");
     Ok(())

@@ -5,12 +5,15 @@
 //! two cores; the load generator shares them with the server, as the tables' CPU columns show.
 
 mod client;
+pub(crate) mod groups;
 mod load;
 mod nats;
 mod postgres;
 mod process;
+mod receiver;
 mod report;
 mod runnel;
+pub(crate) mod scaling;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,21 +24,89 @@ use anyhow::{Context as _, bail, ensure};
 use load::{LoadResult, ReadResult};
 use runnel::SseResult;
 
+pub(crate) use groups::GroupsArgs;
+pub(crate) use scaling::PostgresArgs;
+
 /// Events in the stream the read phases read.
 const READ_STREAM_EVENTS: u64 = 10_000;
 
+/// What every benchmark that starts `runnel serve` needs.
 #[derive(Debug, clap::Args)]
-pub(crate) struct HttpArgs {
+pub(crate) struct Common {
     /// The `runnel` binary to serve (build it with `cargo build --release -p runnel-cli`).
     #[arg(long)]
-    runnel_bin: PathBuf,
+    pub(crate) runnel_bin: PathBuf,
     /// One more argument for `runnel serve` (repeat for several), e.g. `--serve-arg=--insecure`.
     #[arg(long = "serve-arg", allow_hyphen_values = true)]
-    serve_args: Vec<String>,
+    pub(crate) serve_args: Vec<String>,
     /// A directory on the disk to measure (not a tmpfs); the benchmark works in a fresh
     /// subdirectory of it and removes that at the end.
     #[arg(long)]
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
+    /// Keep the scratch directory (data, logs) instead of removing it.
+    #[arg(long)]
+    pub(crate) keep: bool,
+}
+
+impl Common {
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        if !self.runnel_bin.is_file() {
+            bail!(
+                "{} is not a file: build it with `cargo build --release -p runnel-cli`",
+                self.runnel_bin.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// The command name of the `runnel` process (its binary's name, as the kernel cuts it).
+    pub(crate) fn server_comm(&self) -> String {
+        self.runnel_bin
+            .file_name()
+            .map(|name| name.to_string_lossy().chars().take(15).collect())
+            .unwrap_or_default()
+    }
+
+    /// Runs `body` in a fresh scratch directory `runnel-bench-{label}-{pid}` under `--dir`,
+    /// removed afterwards unless `--keep`.
+    pub(crate) fn in_scratch<T>(
+        &self,
+        label: &str,
+        body: impl FnOnce(&Path) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let work = self
+            .dir
+            .join(format!("runnel-bench-{label}-{}", std::process::id()));
+        if work.exists() {
+            bail!(
+                "{} exists already; remove it or choose another --dir",
+                work.display()
+            );
+        }
+        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        let work = work.canonicalize()?;
+        let outcome = body(&work);
+        if !self.keep
+            && let Err(error) = std::fs::remove_dir_all(&work)
+        {
+            eprintln!("could not remove {}: {error}", work.display());
+        }
+        outcome
+    }
+}
+
+/// A multi-threaded tokio runtime for the load generators and the clients of the peers.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct HttpArgs {
+    #[command(flatten)]
+    common: Common,
     /// PostgreSQL's bin directory (initdb, pg_ctl, psql, pgbench); without it PostgreSQL is
     /// not measured.
     #[arg(long)]
@@ -71,9 +142,6 @@ pub(crate) struct HttpArgs {
     /// Measured seconds of the SSE latency phase.
     #[arg(long, default_value_t = 10.0)]
     sse_secs: f64,
-    /// Keep the scratch directory (data, logs) instead of removing it.
-    #[arg(long)]
-    keep: bool,
 }
 
 impl HttpArgs {
@@ -104,13 +172,7 @@ impl HttpArgs {
             (1..=100_000).contains(&self.sse_rate),
             "--sse-rate takes 1..=100000"
         );
-        if !self.runnel_bin.is_file() {
-            bail!(
-                "{} is not a file: build it with `cargo build --release -p runnel-cli`",
-                self.runnel_bin.display()
-            );
-        }
-        Ok(())
+        self.common.check()
     }
 
     fn settings(&self) -> Settings {
@@ -119,11 +181,7 @@ impl HttpArgs {
             measured: Duration::from_secs_f64(self.phase_secs),
             streams: self.streams,
             read_time: Duration::from_secs_f64(self.read_secs),
-            server_comm: self
-                .runnel_bin
-                .file_name()
-                .map(|name| name.to_string_lossy().chars().take(15).collect())
-                .unwrap_or_default(),
+            server_comms: vec![self.common.server_comm()],
         }
     }
 }
@@ -135,8 +193,9 @@ pub(crate) struct Settings {
     pub(crate) measured: Duration,
     pub(crate) streams: u64,
     pub(crate) read_time: Duration,
-    /// The command name of the `runnel` process (its binary's name, as the kernel cuts it).
-    pub(crate) server_comm: String,
+    /// The command names of the server's processes (for `runnel`, its binary's name as the
+    /// kernel cuts it; with the PostgreSQL engine, `postgres` too), for CPU accounting.
+    pub(crate) server_comms: Vec<String>,
 }
 
 /// The CPU accounting groups of a phase: the server's processes, then the load generator's.
@@ -168,32 +227,13 @@ pub(crate) type Peer = Result<PeerRun, String>;
 /// Runs every system and returns the report as Markdown.
 pub(crate) fn run(args: &HttpArgs, command_line: &str) -> anyhow::Result<String> {
     args.check()?;
-    let work = args
-        .dir
-        .join(format!("runnel-bench-http-{}", std::process::id()));
-    if work.exists() {
-        bail!(
-            "{} exists already; remove it or choose another --dir",
-            work.display()
-        );
-    }
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let work = work.canonicalize()?;
-    let outcome = run_in(args, command_line, &work);
-    if !args.keep
-        && let Err(error) = std::fs::remove_dir_all(&work)
-    {
-        eprintln!("could not remove {}: {error}", work.display());
-    }
-    outcome
+    args.common
+        .in_scratch("http", |work| run_in(args, command_line, work))
 }
 
 fn run_in(args: &HttpArgs, command_line: &str, work: &Path) -> anyhow::Result<String> {
     let settings = args.settings();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = runtime()?;
     let runnel = runtime.block_on(bench_runnel(args, &settings, work))?;
     let postgres = match &args.pg_bin_dir {
         Some(bin_dir) => {
@@ -223,9 +263,9 @@ async fn bench_runnel(
     work: &Path,
 ) -> anyhow::Result<RunnelRun> {
     let (server, addr, banner) = process::start_runnel(
-        &args.runnel_bin,
+        &args.common.runnel_bin,
         &work.join("runnel-data"),
-        &args.serve_args,
+        &args.common.serve_args,
         &work.join("runnel.log"),
     )?;
     eprintln!("runnel: {banner}");
@@ -243,13 +283,13 @@ async fn bench_runnel(
     let mut singles = Vec::new();
     for &clients in &args.clients {
         eprintln!("runnel: single-event appends, {clients} connections");
-        singles.push(runnel::appends(addr, settings, clients, 1).await?);
+        singles.push(runnel::appends(&[addr], settings, clients, 1).await?);
     }
     eprintln!(
         "runnel: {}-event appends, {} connections",
         args.batch_events, args.batch_clients
     );
-    let batched = runnel::appends(addr, settings, args.batch_clients, args.batch_events).await?;
+    let batched = runnel::appends(&[addr], settings, args.batch_clients, args.batch_events).await?;
     let reads = runnel_reads(addr, settings).await?;
     drop(server);
     Ok(RunnelRun {

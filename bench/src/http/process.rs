@@ -113,14 +113,30 @@ pub(crate) fn start_runnel(
 
 /// Starts a nats-server with JetStream on file storage that fsyncs every write.
 pub(crate) fn start_nats(binary: &Path, dir: &Path) -> anyhow::Result<(Guard, u16)> {
+    start_nats_syncing(binary, dir, true)
+}
+
+/// Starts a nats-server with JetStream on file storage in `dir/store`: fsyncing every write
+/// when `sync_always`, else with nats-server's default (a sync every two minutes), which only
+/// loading a backlog quickly may use; the same store can then be served again syncing always.
+pub(crate) fn start_nats_syncing(
+    binary: &Path,
+    dir: &Path,
+    sync_always: bool,
+) -> anyhow::Result<(Guard, u16)> {
     let port = free_port()?;
     std::fs::create_dir_all(dir)?;
     let config = dir.join("nats.conf");
     let store = dir.join("store");
+    let sync = if sync_always {
+        "  sync_interval: always\n"
+    } else {
+        ""
+    };
     std::fs::write(
         &config,
         format!(
-            "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+            "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: \"{}\"\n{sync}}}\n",
             store.display()
         ),
     )?;

@@ -73,7 +73,7 @@ fn header(
     );
 }
 
-fn load_row(table: &mut Table, system: &str, result: &LoadResult) {
+pub(super) fn load_row(table: &mut Table, system: &str, result: &LoadResult) {
     let cores = |i: usize| result.cpu.cores.get(i).copied().unwrap_or(0.0);
     table.row(vec![
         system.to_owned(),
@@ -92,14 +92,14 @@ fn load_row(table: &mut Table, system: &str, result: &LoadResult) {
     ]);
 }
 
-fn failures(result: &LoadResult) -> String {
+pub(super) fn failures(result: &LoadResult) -> String {
     match &result.tally.first_failure {
         Some(first) => format!("{} (first: `{}`)", result.tally.failures, shorten(first)),
         None => "0".to_owned(),
     }
 }
 
-fn shorten(text: &str) -> String {
+pub(super) fn shorten(text: &str) -> String {
     let line = text
         .lines()
         .next()
@@ -109,7 +109,7 @@ fn shorten(text: &str) -> String {
     line.chars().take(160).collect()
 }
 
-const LOAD_HEADERS: [&str; 8] = [
+pub(super) const LOAD_HEADERS: [&str; 8] = [
     "system",
     "clients",
     "events/s",
@@ -202,7 +202,7 @@ fn batched(out: &mut String, args: &HttpArgs, runnel: &RunnelRun, postgres: &Pee
     );
 }
 
-fn read_rows(table: &mut Table, system: &str, reads: &[ReadResult]) {
+pub(super) fn read_rows(table: &mut Table, system: &str, reads: &[ReadResult]) {
     for read in reads {
         table.row(vec![
             system.to_owned(),

@@ -25,9 +25,9 @@ const LOAD_GENERATOR: &[&str] = &["runnel-bench"];
 const DISTINCT_BODIES: u64 = 64;
 /// The largest page a read asks for (the API's maximum).
 const PAGE_EVENTS: usize = 1_000;
-/// Connections the SSE producer spreads its appends over, so that slow appends do not hold
+/// Connections a steady producer spreads its appends over, so that slow appends do not hold
 /// back the schedule (64 keep 5,000/s as long as an append takes under 12.8 ms).
-const SSE_PRODUCER_CONNECTIONS: u64 = 64;
+const PRODUCER_CONNECTIONS: u64 = 64;
 /// How long the SSE subscriber waits for stragglers after the producer stops.
 const SSE_GRACE: Duration = Duration::from_secs(5);
 /// The longest the SSE subscriber reads, whatever happens.
@@ -52,21 +52,23 @@ pub(crate) fn append_body(events: usize, seed: u64, sent_us: Option<u64>) -> Byt
     ))
 }
 
-/// `events` per append from `clients` connections, each append to a random one of `streams`.
+/// `events` per append from `clients` connections, each append to a random one of `streams`;
+/// client `i` talks to node `i mod nodes` of `addrs` (one node, or several over one database).
 pub(crate) async fn appends(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     settings: &Settings,
     clients: usize,
     events: usize,
 ) -> anyhow::Result<LoadResult> {
+    ensure!(!addrs.is_empty(), "appends need a server to talk to");
     let bodies: Arc<Vec<Bytes>> = Arc::new(
         (0..DISTINCT_BODIES)
             .map(|seed| append_body(events, seed * events as u64, None))
             .collect(),
     );
     let mut connections = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        connections.push(Connection::open(addr).await?);
+    for client in 0..clients {
+        connections.push(Connection::open(addrs[client % addrs.len()]).await?);
     }
     let window = Window::after(settings.warmup, settings.measured);
     let streams = settings.streams;
@@ -96,7 +98,7 @@ pub(crate) async fn appends(
             tally
         }));
     }
-    let cpu = measure_cpu(&window, &settings.server_comm).await;
+    let cpu = measure_cpu(&window, &settings.server_comms).await;
     Ok(LoadResult {
         clients,
         window: window.length(),
@@ -105,8 +107,8 @@ pub(crate) async fn appends(
     })
 }
 
-async fn measure_cpu(window: &Window, server_comm: &str) -> crate::cpu::GroupUse {
-    let server = [server_comm];
+async fn measure_cpu(window: &Window, server_comms: &[String]) -> crate::cpu::GroupUse {
+    let server: Vec<&str> = server_comms.iter().map(String::as_str).collect();
     tokio::time::sleep_until(window.start.into()).await;
     let before = GroupSample::now(&cpu_groups(&server, LOAD_GENERATOR));
     tokio::time::sleep_until(window.deadline.into()).await;
@@ -281,10 +283,40 @@ pub(crate) async fn sse_latency(
     // Give the subscription a moment to go live before the first event.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let start = Instant::now();
+    let produced = steady_appends(addr, rate, total, clock, warmup_us).await?;
+    let production_time = start.elapsed();
+    // The subscriber reads on until it has every event, or for the grace period after this.
+    let _ = stop.send(Some(Instant::now() + SSE_GRACE));
+    let (latencies, delivered) = subscriber.await.context("the subscriber task")??;
+    Ok(SseResult {
+        rate,
+        sent: total - produced.failures,
+        delivered,
+        expected: produced.ops,
+        achieved_rate: total as f64 / production_time.as_secs_f64(),
+        latencies,
+        append_latencies: produced.latencies,
+        failures: produced.failures,
+        first_failure: produced.first_failure,
+    })
+}
+
+/// Single-event appends at a steady `rate` per second, `total` in all, to random `order`
+/// streams, spread over [`PRODUCER_CONNECTIONS`] connections so that a slow append does not
+/// hold back the schedule. Each event carries `sent_us`, the microseconds since `clock` when
+/// its append was sent; the tally counts the acknowledged appends sent from `warmup_us` on.
+pub(crate) async fn steady_appends(
+    addr: SocketAddr,
+    rate: u64,
+    total: u64,
+    clock: Instant,
+    warmup_us: u64,
+) -> anyhow::Result<Tally> {
+    let start = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let interval_ns = 1_000_000_000 / rate.max(1);
     let mut producers = Vec::new();
-    for _ in 0..SSE_PRODUCER_CONNECTIONS {
+    for _ in 0..PRODUCER_CONNECTIONS {
         let mut connection = Connection::open(addr).await?;
         let next = Arc::clone(&next);
         producers.push(tokio::spawn(async move {
@@ -318,22 +350,7 @@ pub(crate) async fn sse_latency(
             tally
         }));
     }
-    let produced = Tally::collect(producers).await;
-    let production_time = start.elapsed();
-    // The subscriber reads on until it has every event, or for the grace period after this.
-    let _ = stop.send(Some(Instant::now() + SSE_GRACE));
-    let (latencies, delivered) = subscriber.await.context("the subscriber task")??;
-    Ok(SseResult {
-        rate,
-        sent: total - produced.failures,
-        delivered,
-        expected: produced.ops,
-        achieved_rate: total as f64 / production_time.as_secs_f64(),
-        latencies,
-        append_latencies: produced.latencies,
-        failures: produced.failures,
-        first_failure: produced.first_failure,
-    })
+    Ok(Tally::collect(producers).await)
 }
 
 /// Reads SSE messages until `total` stamped events came, or until the deadline that `stop`
@@ -399,7 +416,12 @@ fn stamp_of(message: &[u8]) -> Option<u64> {
     if data.is_empty() {
         return None;
     }
-    serde_json::from_str::<Delivered>(&data).ok()?.data.sent_us
+    stamp_of_event(data.as_bytes())
+}
+
+/// The `sent_us` of an Event JSON's `data`, if it is one of ours.
+pub(crate) fn stamp_of_event(json: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<Delivered>(json).ok()?.data.sent_us
 }
 
 #[cfg(test)]
