@@ -15,6 +15,11 @@
 //! nodes never hand out the same lease, without locks in the database. On one node, a
 //! group's changes go through one async mutex, so they rarely conflict at all.
 //!
+//! A conflict only reveals what another node did when this one tries to write. Changes that
+//! make events due without this node writing (another node's nack, expiry or replay) are read
+//! when a commit wakes a long poll, which every append to the state stream does, and otherwise
+//! by the sweeper's periodic refresh.
+//!
 //! Loading a group reads its stream backward only to the nearest reset (creation, deletion or
 //! the first part of a snapshot); a snapshot is written every
 //! [`GroupLimits::snapshot_interval_events`] events, which bounds that read.
@@ -493,6 +498,8 @@ impl GroupService {
         let deadline = Instant::now() + wait;
         let mut head = self.inner.store.watch_head();
         let mut shutdown = self.inner.shutdown.clone();
+        // Set when a commit woke the poll: it may be another node's change to this group.
+        let mut head_moved = false;
         loop {
             if *shutdown.borrow() {
                 return Ok(Vec::new());
@@ -500,6 +507,12 @@ impl GroupService {
             let seen = head.current();
             let attempt = {
                 let (cell, mut runtime) = self.existing(name).await?;
+                if std::mem::take(&mut head_moved) {
+                    // Another node's nack, expiry or replay makes events due that this
+                    // projection still believes leased; no append of ours would conflict to
+                    // reveal it, so read the state stream now rather than at the next refresh.
+                    self.catch_up(&cell, &mut runtime).await?;
+                }
                 check_kind(&cell.name, runtime.state.as_ref(), kind)?;
                 self.try_receive(&cell, &mut runtime, max).await?
             };
@@ -520,6 +533,7 @@ impl GroupService {
                         // The store closed: nothing more will come.
                         return Ok(Vec::new());
                     }
+                    head_moved = true;
                 }
                 () = tokio::time::sleep_until(wake) => {}
                 _ = shutdown.wait_for(|down| *down) => return Ok(Vec::new()),

@@ -274,6 +274,52 @@ async fn two_projections_of_one_group_never_lease_an_event_twice() {
     assert_eq!(view.status.delivered, 100);
 }
 
+/// Node B's projection is stale (it read the group before A leased), and only A's state
+/// events say that the event is due again: B's long poll must read them when they wake it,
+/// not wait for the lease it believes in to run out (a minute, here).
+#[tokio::test]
+async fn a_long_poll_on_one_node_delivers_a_retry_scheduled_on_another() {
+    let fixture = Fixture::new();
+    let node_a = fixture.service(GroupLimits::default());
+    let node_b = fixture.service(GroupLimits::default());
+    let orders = name("orders");
+    node_a
+        .put(
+            &orders,
+            &json!({"start": "beginning", "ack_timeout_ms": 60_000}),
+        )
+        .await
+        .expect("created");
+    fixture.append("order/o-1", "OrderPlaced", 1).await;
+    node_b.get(&orders).await.expect("B reads the group");
+    let leased = node_a
+        .receive(&orders, ConsumerKind::Pull, 1, Duration::ZERO)
+        .await
+        .expect("receive on A");
+    assert_eq!(leased.len(), 1);
+
+    let waiting = {
+        let node_b = node_b.clone();
+        let orders = orders.clone();
+        tokio::spawn(async move {
+            node_b
+                .receive(&orders, ConsumerKind::Pull, 1, Duration::from_secs(10))
+                .await
+        })
+    };
+    // B's poll is waiting behind A's lease when A gives the event back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let outcome = node_a
+        .nack(&orders, &receipts(&leased), NackAction::Retry, 0, None)
+        .await
+        .expect("nack on A");
+    assert_eq!(outcome.nacked, 1);
+    let messages = waiting.await.expect("joined").expect("receive on B");
+    assert_eq!(messages.len(), 1, "B's poll ended without the retry");
+    assert_eq!(messages[0].delivery, 2);
+    assert_eq!(messages[0].event.position, leased[0].event.position);
+}
+
 #[tokio::test]
 async fn a_group_over_everything_never_sees_system_streams() {
     let fixture = Fixture::new();
