@@ -8,7 +8,9 @@ use serde_json::{Map, Value};
 use super::cidr::Cidr;
 use super::error::{PatternError, PatternErrorKind};
 use super::eval::{FieldPattern, ObjectPattern};
-use super::limits::{MAX_PATTERN_BYTES, MAX_PATTERN_DEPTH, MAX_PATTERN_MATCHERS};
+use super::limits::{
+    MAX_PATTERN_ALTERNATIVES, MAX_PATTERN_BYTES, MAX_PATTERN_DEPTH, MAX_PATTERN_MATCHERS,
+};
 use super::matcher::{Affix, Matcher, fold};
 use super::numeric::NumericRange;
 use super::wildcard::Wildcard;
@@ -137,6 +139,12 @@ impl Compiler {
                 pattern.fields.push((key.clone(), field));
             }
             self.leave(mark);
+        }
+        // Checked at every level, so the error points at the smallest object over the limit.
+        if pattern.alternatives() > MAX_PATTERN_ALTERNATIVES {
+            return self.fail(PatternErrorKind::TooManyAlternatives {
+                max_alternatives: MAX_PATTERN_ALTERNATIVES,
+            });
         }
         Ok(pattern)
     }

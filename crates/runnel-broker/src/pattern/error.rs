@@ -62,6 +62,13 @@ pub enum PatternErrorKind {
         /// The limit.
         max_matchers: usize,
     },
+    /// This object's `$or` branches, multiplied out with those around them, make more than
+    /// [`MAX_PATTERN_ALTERNATIVES`](super::MAX_PATTERN_ALTERNATIVES) combinations.
+    #[error("combines $or branches in more than {max_alternatives} ways")]
+    TooManyAlternatives {
+        /// The limit.
+        max_alternatives: usize,
+    },
     /// The pattern, or an `$or` branch, is not an object.
     #[error("must be a JSON object")]
     NotAnObject,

@@ -12,5 +12,11 @@ pub const MAX_PATTERN_DEPTH: usize = 16;
 /// The most matchers (elements of leaf arrays, `$or` branches not included) in one pattern.
 pub const MAX_PATTERN_MATCHERS: usize = 512;
 
+/// The most combinations of `$or` branches in one pattern: the number of `$or`-free patterns
+/// it would be with every `$or` multiplied out (`{"a": {"$or": [x, y]}, "b": {"$or": [u, v]}}`
+/// has four). Matching one event may try each, so this bounds its cost along with the
+/// matchers.
+pub const MAX_PATTERN_ALTERNATIVES: usize = 256;
+
 /// The longest `wildcard` operand, in bytes.
 pub const MAX_WILDCARD_BYTES: usize = 256;

@@ -18,7 +18,9 @@
 //!   element matches; nested arrays are flattened. When the pattern descends (an object) into an
 //!   event array of objects, one and the same element must satisfy the whole sub-pattern, so two
 //!   fields are never matched in different elements of one array (EventBridge's
-//!   "array-consistent" matching).
+//!   "array-consistent" matching). This holds across `$or` too: a branch is matched as if its
+//!   fields were written beside the fields around the `$or`, so a field and a branch that both
+//!   descend into one array of objects must hold in the same element.
 //! - Matchers: exact strings, numbers, booleans and `null`; `{"prefix": "..."}` and
 //!   `{"suffix": "..."}` (each also as `{"prefix": {"equals-ignore-case": "..."}}`);
 //!   `{"equals-ignore-case": "..."}`; `{"wildcard": "a*b"}` (`\*` is a literal star, `\\` a
@@ -75,7 +77,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 pub use error::{PatternError, PatternErrorKind};
-pub use limits::{MAX_PATTERN_BYTES, MAX_PATTERN_DEPTH, MAX_PATTERN_MATCHERS, MAX_WILDCARD_BYTES};
+pub use limits::{
+    MAX_PATTERN_ALTERNATIVES, MAX_PATTERN_BYTES, MAX_PATTERN_DEPTH, MAX_PATTERN_MATCHERS,
+    MAX_WILDCARD_BYTES,
+};
 
 /// A compiled event pattern. Compiling validates the whole pattern once, so matching cannot
 /// fail.

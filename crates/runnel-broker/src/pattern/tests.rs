@@ -31,7 +31,15 @@ fn event() -> Value {
             "file": "photo.PNG",
             "big": 9_007_199_254_740_993_u64,
             "nothing": [],
-            "obj": {}
+            "obj": {},
+            "delta": -2.5,
+            "zero": 0,
+            "mixed": ["a", 7, null, false],
+            "glob": "a*b",
+            "people": [
+                {"name": "Ada", "langs": ["en", "fr"], "age": 36},
+                {"name": "Grace", "langs": ["en"], "age": 85, "retired": true}
+            ]
         },
         "metadata": {"correlation_id": "c-9"},
         "recorded_at": "2026-11-23T10:15:30.123456Z"
@@ -551,6 +559,361 @@ fn matching_cases() -> Vec<(&'static str, Value, bool)> {
             json!({"data": {"missing": [{"exists": false}, "x"]}}),
             true,
         ),
+        // Scalars of every JSON type, in and out of arrays: types are never converted.
+        ("null in an array", json!({"data": {"mixed": [null]}}), true),
+        (
+            "false in an array",
+            json!({"data": {"mixed": [false]}}),
+            true,
+        ),
+        (
+            "true not in the array",
+            json!({"data": {"mixed": [true]}}),
+            false,
+        ),
+        (
+            "number in a mixed array",
+            json!({"data": {"mixed": [7]}}),
+            true,
+        ),
+        (
+            "digits are not the number",
+            json!({"data": {"mixed": ["7"]}}),
+            false,
+        ),
+        ("false is not zero", json!({"data": {"mixed": [0]}}), false),
+        (
+            "zero is not false",
+            json!({"data": {"zero": [false]}}),
+            false,
+        ),
+        ("zero is not null", json!({"data": {"zero": [null]}}), false),
+        ("zero", json!({"data": {"zero": [0]}}), true),
+        ("zero as a float", json!({"data": {"zero": [0.0]}}), true),
+        ("negative number", json!({"data": {"delta": [-2.5]}}), true),
+        (
+            "negated number differs",
+            json!({"data": {"delta": [2.5]}}),
+            false,
+        ),
+        (
+            "null is not a missing field",
+            json!({"data": {"missing": [null]}}),
+            false,
+        ),
+        (
+            "null is not an object",
+            json!({"data": {"customer": [null]}}),
+            false,
+        ),
+        (
+            "null is not an empty array",
+            json!({"data": {"nothing": [null]}}),
+            false,
+        ),
+        // Arrays of objects holding arrays: any element, but one element for the sub-pattern.
+        (
+            "array field of an array element",
+            json!({"data": {"people": {"langs": ["fr"]}}}),
+            true,
+        ),
+        (
+            "array field of the same element",
+            json!({"data": {"people": {"name": ["Ada"], "langs": ["fr"]}}}),
+            true,
+        ),
+        (
+            "array field of another element",
+            json!({"data": {"people": {"name": ["Grace"], "langs": ["fr"]}}}),
+            false,
+        ),
+        (
+            "boolean of an array element",
+            json!({"data": {"people": {"retired": [true]}}}),
+            true,
+        ),
+        // prefix, on nested fields and arrays.
+        (
+            "prefix of a nested field",
+            json!({"data": {"customer": {"name": [{"prefix": "Ada "}]}}}),
+            true,
+        ),
+        (
+            "prefix in array objects",
+            json!({"data": {"lines": {"sku": [{"prefix": "B-"}]}}}),
+            true,
+        ),
+        (
+            "prefix ignoring case over array",
+            json!({"data": {"tags": [{"prefix": {"equals-ignore-case": "PRI"}}]}}),
+            true,
+        ),
+        (
+            "empty prefix never matches null",
+            json!({"data": {"note": [{"prefix": ""}]}}),
+            false,
+        ),
+        (
+            "prefix never matches a boolean",
+            json!({"data": {"flag": [{"prefix": "t"}]}}),
+            false,
+        ),
+        // suffix, on nested fields and arrays.
+        (
+            "suffix over array",
+            json!({"data": {"tags": [{"suffix": "ity"}]}}),
+            true,
+        ),
+        (
+            "suffix of a nested field",
+            json!({"data": {"customer": {"address": {"country": [{"suffix": "L"}]}}}}),
+            true,
+        ),
+        (
+            "suffix in array objects",
+            json!({"data": {"lines": {"sku": [{"suffix": "-2"}]}}}),
+            true,
+        ),
+        (
+            "suffix only on strings",
+            json!({"data": {"count": [{"suffix": "3"}]}}),
+            false,
+        ),
+        (
+            "suffix longer than value",
+            json!({"data": {"currency": [{"suffix": "XEUR"}]}}),
+            false,
+        ),
+        // equals-ignore-case, on arrays and non-strings.
+        (
+            "equals ignoring case over array",
+            json!({"data": {"tags": [{"equals-ignore-case": "PRIORITY"}]}}),
+            true,
+        ),
+        (
+            "equals ignoring case in array objects",
+            json!({"data": {"people": {"name": [{"equals-ignore-case": "grace"}]}}}),
+            true,
+        ),
+        (
+            "equals ignoring case never matches null",
+            json!({"data": {"note": [{"equals-ignore-case": "null"}]}}),
+            false,
+        ),
+        (
+            "equals ignoring case never matches a boolean",
+            json!({"data": {"flag": [{"equals-ignore-case": "TRUE"}]}}),
+            false,
+        ),
+        // wildcard, on arrays, escapes and non-strings.
+        (
+            "wildcard over array",
+            json!({"data": {"tags": [{"wildcard": "p*y"}]}}),
+            true,
+        ),
+        (
+            "wildcard in array objects",
+            json!({"data": {"lines": {"sku": [{"wildcard": "*-2"}]}}}),
+            true,
+        ),
+        (
+            "wildcard is case-sensitive",
+            json!({"data": {"file": [{"wildcard": "*.png"}]}}),
+            false,
+        ),
+        (
+            "a lone star matches the empty string",
+            json!({"data": {"empty": [{"wildcard": "*"}]}}),
+            true,
+        ),
+        (
+            "a lone star matches only strings",
+            json!({"data": {"count": [{"wildcard": "*"}]}}),
+            false,
+        ),
+        (
+            "a lone star never matches null",
+            json!({"data": {"note": [{"wildcard": "*"}]}}),
+            false,
+        ),
+        (
+            "an escaped star is a star",
+            json!({"data": {"glob": [{"wildcard": "a\\*b"}]}}),
+            true,
+        ),
+        (
+            "an escaped star is not a wildcard",
+            json!({"data": {"path": [{"wildcard": "\\*lib*"}]}}),
+            false,
+        ),
+        // anything-but, on nested fields, arrays and every type.
+        (
+            "anything-but a list of numbers with it",
+            json!({"data": {"count": [{"anything-but": [3, 4]}]}}),
+            false,
+        ),
+        (
+            "anything-but a negative number",
+            json!({"data": {"delta": [{"anything-but": -2.5}]}}),
+            false,
+        ),
+        (
+            "anything-but passes a boolean",
+            json!({"data": {"flag": [{"anything-but": "true"}]}}),
+            true,
+        ),
+        (
+            "anything-but of a nested field",
+            json!({"data": {"customer": {"tier": [{"anything-but": ["silver", "bronze"]}]}}}),
+            true,
+        ),
+        (
+            "anything-but never matches an object",
+            json!({"data": {"customer": [{"anything-but": "x"}]}}),
+            false,
+        ),
+        (
+            "anything-but never matches an empty array",
+            json!({"data": {"nothing": [{"anything-but": "x"}]}}),
+            false,
+        ),
+        (
+            "anything-but in array objects",
+            json!({"data": {"lines": {"sku": [{"anything-but": "A-1"}]}}}),
+            true,
+        ),
+        (
+            "anything-but in the same array object",
+            json!({"data": {"lines": {"sku": [{"anything-but": "A-1"}], "qty": [2]}}}),
+            false,
+        ),
+        (
+            "anything-but prefix passes a number",
+            json!({"data": {"count": [{"anything-but": {"prefix": "3"}}]}}),
+            true,
+        ),
+        (
+            "anything-but prefix over array",
+            json!({"data": {"tags": [{"anything-but": {"prefix": "n"}}]}}),
+            true,
+        ),
+        (
+            "anything-but suffix of every element",
+            json!({"data": {"lines": {"sku": [{"anything-but": {"suffix": "-1"}}], "qty": [2]}}}),
+            false,
+        ),
+        (
+            "anything-but ignoring case, every element",
+            json!({"data": {"tags": [{"anything-but": {"equals-ignore-case": ["NEW", "PRIORITY"]}}]}}),
+            false,
+        ),
+        // numeric, on every type, nested fields and arrays.
+        (
+            "both ends inclusive at one value",
+            json!({"data": {"count": [{"numeric": [">=", 3, "<=", 3]}]}}),
+            true,
+        ),
+        (
+            "equal to an integer written as a float",
+            json!({"data": {"count": [{"numeric": ["=", 3.0]}]}}),
+            true,
+        ),
+        (
+            "equal to zero",
+            json!({"data": {"zero": [{"numeric": ["=", 0]}]}}),
+            true,
+        ),
+        (
+            "below zero",
+            json!({"data": {"delta": [{"numeric": ["<", 0]}]}}),
+            true,
+        ),
+        (
+            "a negative range",
+            json!({"data": {"delta": [{"numeric": [">=", -2.5, "<", -2]}]}}),
+            true,
+        ),
+        (
+            "numeric never matches a boolean",
+            json!({"data": {"flag": [{"numeric": [">", 0]}]}}),
+            false,
+        ),
+        (
+            "numeric never matches null",
+            json!({"data": {"note": [{"numeric": ["<", 1]}]}}),
+            false,
+        ),
+        (
+            "numeric over a mixed array",
+            json!({"data": {"mixed": [{"numeric": ["=", 7]}]}}),
+            true,
+        ),
+        (
+            "numeric of a nested field",
+            json!({"data": {"customer": {"address": {"country": [{"numeric": [">", 0]}]}}}}),
+            false,
+        ),
+        (
+            "numeric in array objects",
+            json!({"data": {"people": {"age": [{"numeric": [">", 80]}]}}}),
+            true,
+        ),
+        (
+            "numeric in the same array object",
+            json!({"data": {"people": {"name": ["Ada"], "age": [{"numeric": [">", 80]}]}}}),
+            false,
+        ),
+        // exists, on every type, nested fields and arrays.
+        (
+            "a present null is not absent",
+            json!({"data": {"note": [{"exists": false}]}}),
+            false,
+        ),
+        (
+            "an empty string exists",
+            json!({"data": {"empty": [{"exists": true}]}}),
+            true,
+        ),
+        (
+            "zero exists",
+            json!({"data": {"zero": [{"exists": true}]}}),
+            true,
+        ),
+        (
+            "a nested field exists",
+            json!({"data": {"customer": {"address": {"country": [{"exists": true}]}}}}),
+            true,
+        ),
+        (
+            "a missing nested field",
+            json!({"data": {"customer": {"address": {"city": [{"exists": true}]}}}}),
+            false,
+        ),
+        (
+            "nested arrays exist",
+            json!({"data": {"matrix": [{"exists": true}]}}),
+            true,
+        ),
+        (
+            "absent from one array object",
+            json!({"data": {"people": {"retired": [{"exists": false}]}}}),
+            true,
+        ),
+        (
+            "present in one array object",
+            json!({"data": {"people": {"retired": [{"exists": true}]}}}),
+            true,
+        ),
+        (
+            "present in another array object",
+            json!({"data": {"people": {"name": ["Ada"], "retired": [{"exists": true}]}}}),
+            false,
+        ),
+        (
+            "absent from no array object",
+            json!({"data": {"lines": {"sku": [{"exists": false}]}}}),
+            false,
+        ),
         // cidr
         (
             "inside an IPv4 block",
@@ -613,6 +976,79 @@ fn matching_cases() -> Vec<(&'static str, Value, bool)> {
             "$or per array element",
             json!({"data": {"lines": {"$or": [{"sku": ["Z"]}, {"qty": [5]}]}}}),
             true,
+        ),
+        (
+            "$or over null and booleans",
+            json!({"$or": [{"data": {"note": [null]}}, {"data": {"flag": [false]}}]}),
+            true,
+        ),
+        (
+            "$or with no branch of the right type",
+            json!({"$or": [{"data": {"missing": [null]}}, {"data": {"flag": ["true"]}}]}),
+            false,
+        ),
+        (
+            "$or in array objects",
+            json!({"data": {"people": {"$or": [
+                {"name": ["Ada"], "age": [{"numeric": [">", 80]}]},
+                {"retired": [true]}
+            ]}}}),
+            true,
+        ),
+        (
+            "$or branches in array objects are each one element",
+            json!({"data": {"people": {"$or": [
+                {"name": ["Ada"], "retired": [true]},
+                {"name": ["Grace"], "langs": ["fr"]}
+            ]}}}),
+            false,
+        ),
+        (
+            "$or and a field descend into the same array element",
+            json!({
+                "data": {"people": {"name": ["Ada"]}},
+                "$or": [
+                    {"data": {"people": {"age": [{"numeric": [">", 80]}]}}},
+                    {"type": ["Nope"]}
+                ]
+            }),
+            false,
+        ),
+        (
+            "$or and a field, both in one array element",
+            json!({
+                "data": {"people": {"name": ["Grace"]}},
+                "$or": [
+                    {"data": {"people": {"age": [{"numeric": [">", 80]}]}}},
+                    {"type": ["Nope"]}
+                ]
+            }),
+            true,
+        ),
+        (
+            "nested $or branches and a field in one array element",
+            json!({
+                "data": {"people": {"langs": ["en"]}},
+                "$or": [
+                    {"type": ["Nope"]},
+                    {"$or": [
+                        {"data": {"people": {"name": ["Ada"], "retired": [true]}}},
+                        {"data": {"people": {"$or": [{"age": [36]}, {"age": [37]}], "langs": ["fr"]}}}
+                    ]}
+                ]
+            }),
+            true,
+        ),
+        (
+            "a field and an $or over two arrays of objects",
+            json!({
+                "data": {"lines": {"qty": [5]}, "people": {"name": ["Ada"]}},
+                "$or": [
+                    {"data": {"lines": {"sku": ["A-1"]}}},
+                    {"data": {"people": {"age": [85]}}}
+                ]
+            }),
+            false,
         ),
         (
             "$or with exists",
@@ -1031,4 +1467,33 @@ fn case_folding_handles_non_ascii_text() {
         let compiled = Pattern::compile(&pattern).expect("valid");
         assert_eq!(compiled.matches(&event), expected, "{pattern}");
     }
+}
+
+#[test]
+fn combinations_of_or_branches_are_bounded_by_max_pattern_alternatives() {
+    // Each field holds an `$or` of two branches: n fields make 2^n combinations.
+    let fields = |n: u32| {
+        let object: serde_json::Map<String, Value> = (0..n)
+            .map(|i| {
+                (
+                    format!("f{i}"),
+                    json!({"$or": [{"a": ["x"]}, {"b": ["y"]}]}),
+                )
+            })
+            .collect();
+        Value::Object(object)
+    };
+    assert_eq!(2_usize.pow(8), MAX_PATTERN_ALTERNATIVES);
+    assert!(Pattern::compile(&fields(8)).is_ok());
+    let error = Pattern::compile(&fields(9)).expect_err("over the limit");
+    assert_eq!(error.pointer(), "");
+    assert_eq!(
+        *error.kind(),
+        PatternErrorKind::TooManyAlternatives {
+            max_alternatives: MAX_PATTERN_ALTERNATIVES
+        }
+    );
+    // Nested one level down, the error points at the object over the limit.
+    let error = Pattern::compile(&json!({"data": fields(9)})).expect_err("over the limit");
+    assert_eq!(error.pointer(), "/data");
 }
