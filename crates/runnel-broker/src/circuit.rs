@@ -232,6 +232,15 @@ impl CircuitBreaker {
         }
     }
 
+    /// Gives back a permit that was not used (the attempt it was taken for found nothing to
+    /// deliver), so that a half-open breaker lets another probe through. A stale permit, or one
+    /// of a closed breaker, changes nothing. Each permit goes back once, by `record` or here.
+    pub fn release(&mut self, permit: Permit) {
+        if permit.generation == self.generation && permit.probe {
+            self.probes_in_flight = self.probes_in_flight.saturating_sub(1);
+        }
+    }
+
     /// Opens the breaker by hand (an operator pausing the endpoint) until `until`.
     pub fn trip(&mut self, until: Instant) {
         self.transition(CircuitState::Open { until });
@@ -577,6 +586,27 @@ mod tests {
         breaker.record(early, Outcome::Success, t1);
         assert_eq!(breaker.state(t1), CircuitState::HalfOpen);
         assert_eq!(breaker.admit(t1), Admission::Rejected { until: None });
+        breaker.record(probe, Outcome::Success, t1);
+        assert_eq!(breaker.state(t1), CircuitState::Closed);
+    }
+
+    #[test]
+    fn a_released_probe_permit_lets_another_probe_through() {
+        let t0 = Instant::now();
+        let mut breaker = CircuitBreaker::new(config());
+        for _ in 0..3 {
+            attempt(&mut breaker, Outcome::Failure, t0);
+        }
+        let t1 = t0 + secs(1);
+        let Admission::Admitted(unused) = breaker.admit(t1) else {
+            panic!("the probe is admitted");
+        };
+        assert_eq!(breaker.admit(t1), Admission::Rejected { until: None });
+        breaker.release(unused);
+        assert_eq!(breaker.state(t1), CircuitState::HalfOpen);
+        let Admission::Admitted(probe) = breaker.admit(t1) else {
+            panic!("the slot is free again");
+        };
         breaker.record(probe, Outcome::Success, t1);
         assert_eq!(breaker.state(t1), CircuitState::Closed);
     }

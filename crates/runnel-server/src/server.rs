@@ -131,8 +131,13 @@ impl Server {
             let groups = state.groups().clone();
             let delivery = state.config().webhook_delivery();
             let shutdown = state.shutdown_signal();
+            let audit = Arc::new(crate::auth::DeliveryAuditTrail::new(Arc::clone(
+                state.store(),
+            )));
             async move {
-                if let Err(error) = runnel_broker::delivery::run(groups, delivery, shutdown).await {
+                if let Err(error) =
+                    runnel_broker::delivery::run(groups, delivery, audit, shutdown).await
+                {
                     tracing::error!(%error, "webhook delivery is not running");
                 }
             }

@@ -5,11 +5,14 @@
 //! times, the delivery counts and the parking after `max_deliveries`, durably).
 //!
 //! - A 410 Gone pauses the group (a person resumes it).
+//! - Every pause and resume the workers make on their own is recorded through
+//!   [`AuditTrail`], naming the group, the reason and the endpoint.
 //! - Redirects are not followed: a 3xx is a failure, so an endpoint cannot bounce deliveries
 //!   to an address the guard would refuse.
-//! - Each group's endpoint has a circuit breaker: when it opens, the group is paused with a
-//!   reason that says so; after the cool-down the worker resumes it and lets one event through
-//!   as a probe, and the breaker closes on its success (or opens for longer on its failure).
+//! - Each endpoint (URL) has one circuit breaker, shared by every group delivering there
+//!   ([`endpoint`]): when it opens, each of those groups is paused with a reason that says so;
+//!   after the cool-down one event of one group goes as a probe, and the breaker closes on its
+//!   success, resuming every group it paused (or opens for longer on its failure).
 //! - Private, loopback and link-local addresses are refused unless
 //!   [`DeliveryConfig::allow_private`] ([`guard`]).
 //!
@@ -17,6 +20,8 @@
 //! starts, restarts (when a group's delivery settings change) and stops workers.
 
 mod attempt;
+mod audit;
+mod endpoint;
 pub mod guard;
 pub mod telemetry;
 mod worker;
@@ -34,6 +39,7 @@ use crate::group::{Delivery, GroupName, GroupService, GroupView};
 use crate::retry::BackoffPolicy;
 
 pub use attempt::{AttemptResult, message};
+pub use audit::{AuditFuture, AuditTrail, NoAuditTrail, ServerAction, ServerActionRecord};
 pub use worker::CIRCUIT_PAUSE_PREFIX;
 
 /// How webhooks are delivered. [`Default`] suits production.
@@ -111,21 +117,33 @@ pub fn client(config: &DeliveryConfig) -> Result<reqwest::Client, DeliveryError>
     Ok(builder.build()?)
 }
 
-/// Runs the webhook workers of `groups` until `shutdown` turns true.
+/// Runs the webhook workers of `groups` until `shutdown` turns true; what the workers do to
+/// groups on their own goes to `audit`.
 pub async fn run(
     groups: GroupService,
     config: DeliveryConfig,
+    audit: Arc<dyn AuditTrail>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), DeliveryError> {
     config.validate()?;
-    let client = client(&config)?;
-    let config = Arc::new(config);
+    let context = Context {
+        groups: groups.clone(),
+        client: client(&config)?,
+        config: Arc::new(config),
+        audit,
+        endpoints: endpoint::Endpoints::default(),
+        shutdown: shutdown.clone(),
+    };
     let mut changes = groups.changes();
     let mut workers: HashMap<GroupName, Running> = HashMap::new();
-    let refresh = Duration::from_millis(config.refresh_interval_ms.max(100));
+    let mut listed: std::collections::HashSet<GroupName> = std::collections::HashSet::new();
+    let refresh = Duration::from_millis(context.config.refresh_interval_ms.max(100));
     loop {
         match list_all(&groups).await {
-            Ok(views) => reconcile(&groups, &client, &config, &shutdown, &mut workers, views),
+            Ok(views) => {
+                telemetry::group_status(&mut listed, &views);
+                reconcile(&context, &mut workers, views);
+            }
             Err(error) => tracing::warn!(%error, "cannot list the subscriptions to deliver"),
         }
         tokio::select! {
@@ -138,6 +156,16 @@ pub async fn run(
         running.task.abort();
     }
     Ok(())
+}
+
+/// What every worker is started with.
+struct Context {
+    groups: GroupService,
+    client: reqwest::Client,
+    config: Arc<DeliveryConfig>,
+    audit: Arc<dyn AuditTrail>,
+    endpoints: endpoint::Endpoints,
+    shutdown: watch::Receiver<bool>,
 }
 
 /// A worker and what it was started with.
@@ -160,14 +188,7 @@ async fn list_all(groups: &GroupService) -> Result<Vec<GroupView>, crate::group:
     }
 }
 
-fn reconcile(
-    groups: &GroupService,
-    client: &reqwest::Client,
-    config: &Arc<DeliveryConfig>,
-    shutdown: &watch::Receiver<bool>,
-    workers: &mut HashMap<GroupName, Running>,
-    views: Vec<GroupView>,
-) {
+fn reconcile(context: &Context, workers: &mut HashMap<GroupName, Running>, views: Vec<GroupView>) {
     let mut seen = std::collections::HashSet::new();
     for view in views {
         if !matches!(view.config.delivery, Delivery::Webhook(_)) {
@@ -187,15 +208,23 @@ fn reconcile(
             old.task.abort();
         }
         let name = view.name.clone();
+        let breaker = match &settings {
+            Delivery::Webhook(webhook) => context
+                .endpoints
+                .breaker(&webhook.url, context.config.circuit),
+            Delivery::Pull => continue,
+        };
         let (sender, receiver) = watch::channel(view);
         let task = tokio::spawn(
             worker::Worker {
-                groups: groups.clone(),
+                groups: context.groups.clone(),
                 name: name.clone(),
-                client: client.clone(),
-                config: Arc::clone(config),
+                client: context.client.clone(),
+                config: Arc::clone(&context.config),
+                audit: Arc::clone(&context.audit),
+                breaker,
                 view: receiver,
-                shutdown: shutdown.clone(),
+                shutdown: context.shutdown.clone(),
             }
             .run(),
         );

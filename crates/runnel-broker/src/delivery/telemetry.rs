@@ -1,9 +1,15 @@
 //! Prometheus metrics of webhook delivery, through the `metrics` facade. Every series carries
 //! the group's name, so their number is bounded by the number of groups.
+//!
+//! Two gauges here concern every group, pull ones too: whether it is paused and its cursor.
+//! They come from the listing the delivery supervisor makes anyway (on every change on this
+//! node, and every `refresh_interval_ms` for other nodes' changes), which sees every group.
+
+use std::collections::HashSet;
 
 use metrics::{counter, gauge, histogram};
 
-use crate::group::GroupName;
+use crate::group::{GroupName, GroupView};
 
 /// Delivery attempts, by outcome (`success`, `http_error`, `gone`, `timeout`, `connect_error`,
 /// `refused`).
@@ -16,6 +22,26 @@ pub const WEBHOOK_ATTEMPT_DURATION: &str = "runnel_webhook_attempt_duration_seco
 pub const WEBHOOK_IN_FLIGHT: &str = "runnel_webhook_in_flight";
 /// Whether the endpoint's circuit breaker is open (1) or not (0).
 pub const WEBHOOK_CIRCUIT_OPEN: &str = "runnel_webhook_circuit_open";
+
+/// Whether the group is paused (1) or not (0), by a person, a 410 or a circuit breaker.
+pub const GROUP_PAUSED: &str = "runnel_group_paused";
+/// The next position of `$all` the group reads.
+pub const GROUP_CURSOR: &str = "runnel_group_cursor_position";
+
+/// Sets the status gauges of every group in `views`, and zeroes those of groups listed before
+/// but gone now (the facade cannot remove a series). `listed` carries the names between calls.
+pub(super) fn group_status(listed: &mut HashSet<GroupName>, views: &[GroupView]) {
+    let now: HashSet<GroupName> = views.iter().map(|view| view.name.clone()).collect();
+    for gone in listed.difference(&now) {
+        gauge!(GROUP_PAUSED, "group" => gone.as_str().to_owned()).set(0.0);
+    }
+    for view in views {
+        let group = view.name.as_str().to_owned();
+        gauge!(GROUP_PAUSED, "group" => group.clone()).set(f64::from(u8::from(view.status.paused)));
+        gauge!(GROUP_CURSOR, "group" => group).set(view.status.cursor as f64);
+    }
+    *listed = now;
+}
 
 pub(super) fn attempt(group: &GroupName, outcome: &'static str, seconds: f64) {
     counter!(WEBHOOK_ATTEMPTS, "group" => group.as_str().to_owned(), "outcome" => outcome)

@@ -1,20 +1,22 @@
 //! The delivery worker of one webhook group.
 
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use runnel_core::RecordedEvent;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::circuit::{Admission, CircuitBreaker, CircuitState, Outcome, Permit};
+use crate::circuit::{CircuitState, Outcome};
 use crate::group::{
-    ConsumerKind, Delivery, GroupName, GroupService, GroupView, NackAction, ReceivedMessage,
-    WebhookDelivery,
+    ConsumerKind, Delivery, GroupError, GroupName, GroupService, GroupView, NackAction,
+    ReceivedMessage, WebhookDelivery,
 };
 
 use super::DeliveryConfig;
 use super::attempt::{AttemptResult, deliver};
+use super::audit::{AuditTrail, ServerAction, ServerActionRecord};
+use super::endpoint::{Change, EndpointBreaker, Ticket};
 use super::telemetry;
 
 /// How a pause by the circuit breaker reads in the group's status; the worker resumes only
@@ -29,6 +31,9 @@ pub(super) struct Worker {
     pub(super) name: GroupName,
     pub(super) client: reqwest::Client,
     pub(super) config: Arc<DeliveryConfig>,
+    pub(super) audit: Arc<dyn AuditTrail>,
+    /// The breaker of the group's endpoint, shared with every group delivering there.
+    pub(super) breaker: Arc<EndpointBreaker>,
     /// The group as last listed; the supervisor sends each new listing.
     pub(super) view: watch::Receiver<GroupView>,
     pub(super) shutdown: watch::Receiver<bool>,
@@ -40,25 +45,65 @@ struct Shared {
     name: GroupName,
     client: reqwest::Client,
     config: Arc<DeliveryConfig>,
+    audit: Arc<dyn AuditTrail>,
     webhook: WebhookDelivery,
-    breaker: StdMutex<CircuitBreaker>,
+    breaker: Arc<EndpointBreaker>,
     permits: Arc<Semaphore>,
     max_in_flight: usize,
 }
 
 impl Shared {
-    fn breaker(&self) -> std::sync::MutexGuard<'_, CircuitBreaker> {
-        // The breaker is consistent after every call, so a poisoned lock is still usable.
-        self.breaker
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     fn report_in_flight(&self) {
         let busy = self
             .max_in_flight
             .saturating_sub(self.permits.available_permits());
         telemetry::in_flight(&self.name, busy);
+    }
+
+    /// Pauses the group on the server's own account, and records that in the audit trail
+    /// when it was not paused already.
+    async fn pause(&self, reason: &str) {
+        match self.groups.pause(&self.name, reason).await {
+            Ok(true) => self.audit(ServerAction::Paused, reason).await,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(group = %self.name, %error, "cannot pause the subscription");
+            }
+        }
+    }
+
+    /// Resumes the group on the server's own account, and records that in the audit trail
+    /// when it was paused.
+    async fn resume(&self, reason: &str) -> Result<(), GroupError> {
+        if self.groups.resume(&self.name).await? {
+            self.audit(ServerAction::Resumed, reason).await;
+        }
+        Ok(())
+    }
+
+    async fn audit(&self, action: ServerAction, reason: &str) {
+        let record = ServerActionRecord {
+            group: self.name.clone(),
+            action,
+            reason: reason.to_owned(),
+            endpoint: self.breaker.key().to_owned(),
+        };
+        if let Err(error) = self.audit.record(&record).await {
+            tracing::warn!(group = %self.name, ?action, %error, "cannot record the change in the audit trail");
+        }
+    }
+
+    /// Pauses the group because its endpoint's breaker is open until `until`.
+    async fn pause_for_circuit(&self, until: Instant) {
+        telemetry::circuit_open(&self.name, true);
+        let probe_in_ms = until.saturating_duration_since(Instant::now()).as_millis();
+        let reason = format!(
+            "{CIRCUIT_PAUSE_PREFIX}: the endpoint keeps failing (last: {}); a probe follows \
+             in {probe_in_ms} ms",
+            self.breaker.last_error()
+        );
+        tracing::warn!(group = %self.name, endpoint = %self.breaker.key(), "the webhook endpoint keeps failing; pausing the subscription until a probe succeeds");
+        self.pause(&reason).await;
     }
 }
 
@@ -69,6 +114,10 @@ fn is_circuit_pause(view: &GroupView) -> bool {
         .is_some_and(|reason| reason.starts_with(CIRCUIT_PAUSE_PREFIX))
 }
 
+/// Why the worker resumes a group its endpoint's breaker paused.
+const PROBE_REASON: &str = "the circuit breaker's cool-down is over: one event goes as a probe";
+const CLOSED_REASON: &str = "the endpoint's circuit breaker closed";
+
 impl Worker {
     pub(super) async fn run(mut self) {
         let view = self.view.borrow().clone();
@@ -76,21 +125,24 @@ impl Worker {
             return;
         };
         let max_in_flight = webhook.max_in_flight.max(1) as usize;
-        let mut breaker = CircuitBreaker::new(self.config.circuit);
         if is_circuit_pause(&view) {
             // Paused by the breaker before a restart: probe after a cool-down, as then.
-            breaker.trip(Instant::now() + Duration::from_millis(self.config.circuit.cool_down_ms));
+            self.breaker.trip_if_closed(
+                Instant::now() + Duration::from_millis(self.config.circuit.cool_down_ms),
+            );
         }
         let shared = Arc::new(Shared {
             groups: self.groups.clone(),
             name: self.name.clone(),
             client: self.client.clone(),
             config: Arc::clone(&self.config),
+            audit: Arc::clone(&self.audit),
             webhook,
-            breaker: StdMutex::new(breaker),
+            breaker: Arc::clone(&self.breaker),
             permits: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
         });
+        let mut breaker_changes = self.breaker.subscribe();
         let mut attempts: JoinSet<()> = JoinSet::new();
         let poll_wait = Duration::from_millis(self.config.poll_wait_ms.max(10));
         if shared.webhook.timeout_ms > view.config.ack_timeout_ms {
@@ -106,16 +158,18 @@ impl Worker {
             // Reap finished attempts, so the set stays as small as what is in flight.
             while attempts.try_join_next().is_some() {}
             let view = self.view.borrow_and_update().clone();
+            breaker_changes.borrow_and_update();
             if is_circuit_pause(&view) {
                 circuit_pause_seen = true;
             } else if circuit_pause_seen && !view.status.paused {
                 circuit_pause_seen = false;
                 if matches!(
-                    shared.breaker().state(Instant::now()),
+                    self.breaker.state(Instant::now()),
                     CircuitState::Open { .. }
                 ) {
-                    // Resumed by a person: deliver at once, with the failures forgotten.
-                    shared.breaker().reset();
+                    // Resumed by a person: deliver at once, with the failures forgotten. The
+                    // breaker is the endpoint's, so the other groups it paused resume too.
+                    self.breaker.reset();
                     telemetry::circuit_open(&self.name, false);
                 }
             }
@@ -127,35 +181,56 @@ impl Worker {
                 }
                 continue;
             }
-            let state = shared.breaker().state(Instant::now());
-            let wanted = match state {
+            let probe = match self.breaker.state(Instant::now()) {
                 CircuitState::Open { until } => {
+                    if !is_circuit_pause(&view) {
+                        // Opened by this group's failures or another's on the same endpoint.
+                        shared.pause_for_circuit(until).await;
+                    }
                     tokio::select! {
                         () = tokio::time::sleep_until(until.into()) => {}
                         changed = self.view.changed() => if changed.is_err() { return },
+                        _ = breaker_changes.changed() => {}
                         _ = self.shutdown.wait_for(|down| *down) => return,
                     }
                     continue;
                 }
-                CircuitState::HalfOpen => 1,
-                CircuitState::Closed => max_in_flight,
+                CircuitState::HalfOpen => match self.breaker.admit(Instant::now()) {
+                    Ok(probe) => Some(probe),
+                    Err(_) => {
+                        // Another group's probe is out: wait for its outcome.
+                        if !self.wait_for_breaker(&mut breaker_changes, poll_wait).await {
+                            return;
+                        }
+                        continue;
+                    }
+                },
+                CircuitState::Closed => None,
             };
-            if is_circuit_pause(&view) || state == CircuitState::HalfOpen {
-                // The cool-down is over: deliver again (one probe first).
+            if is_circuit_pause(&view) {
+                // The cool-down is over (deliver one event as the probe), or the breaker closed.
                 circuit_pause_seen = false;
-                if let Err(error) = self.groups.resume(&self.name).await {
-                    tracing::warn!(group = %self.name, %error, "cannot resume the subscription for a probe");
+                let reason = if probe.is_some() {
+                    PROBE_REASON
+                } else {
+                    telemetry::circuit_open(&self.name, false);
+                    CLOSED_REASON
+                };
+                if let Err(error) = shared.resume(reason).await {
+                    tracing::warn!(group = %self.name, %error, "cannot resume the subscription");
+                    drop(probe);
                     self.pause_briefly().await;
                     continue;
                 }
             }
+            let wanted = if probe.is_some() { 1 } else { max_in_flight };
             let permits = tokio::select! {
                 permits = take_permits(&shared.permits, wanted) => permits,
                 _ = self.shutdown.wait_for(|down| *down) => return,
             };
             let Some(mut permits) = permits else { return };
-            if shared.breaker().state(Instant::now()) != state {
-                // An attempt that ended while this waited for a permit changed the breaker.
+            if probe.is_none() && self.breaker.state(Instant::now()) != CircuitState::Closed {
+                // An attempt that ended while this waited for a permit opened the breaker.
                 continue;
             }
             let received = tokio::select! {
@@ -167,22 +242,53 @@ impl Worker {
                 Err(error) => {
                     tracing::warn!(group = %self.name, %error, "cannot receive the subscription's events");
                     drop(permits);
+                    drop(probe);
                     self.pause_briefly().await;
                     continue;
                 }
             };
+            let probing = probe.is_some();
+            if probing && messages.is_empty() {
+                // Nothing to probe with: give the probe back, so that a group on the same
+                // endpoint with an event ready can go, and let it have the first turn.
+                drop(probe);
+                breaker_changes.borrow_and_update();
+                if !self.wait_for_breaker(&mut breaker_changes, poll_wait).await {
+                    return;
+                }
+                continue;
+            }
+            let mut probe = probe;
             for message in messages {
                 let Some(permit) = permits.pop() else { break };
-                let admission = shared.breaker().admit(Instant::now());
+                let admission = match probe.take() {
+                    Some(probe) => Ok(probe),
+                    None => self.breaker.admit(Instant::now()),
+                };
                 let shared = Arc::clone(&shared);
                 attempts.spawn(attempt(shared, message, admission, permit));
             }
             drop(permits);
             shared.report_in_flight();
-            if state == CircuitState::HalfOpen {
+            if probing {
                 // Wait for the probe's outcome before deciding anything else.
                 while attempts.join_next().await.is_some() {}
             }
+        }
+    }
+
+    /// Waits for the endpoint's breaker to change (or `poll_wait`, or the group's listing);
+    /// `false` when the worker should stop.
+    async fn wait_for_breaker(
+        &mut self,
+        breaker_changes: &mut watch::Receiver<u64>,
+        poll_wait: Duration,
+    ) -> bool {
+        tokio::select! {
+            _ = breaker_changes.changed() => true,
+            () = tokio::time::sleep(poll_wait) => true,
+            changed = self.view.changed() => changed.is_ok(),
+            _ = self.shutdown.wait_for(|down| *down) => false,
         }
     }
 
@@ -214,26 +320,20 @@ async fn take_permits(
 async fn attempt(
     shared: Arc<Shared>,
     message: ReceivedMessage,
-    admission: Admission,
+    admission: Result<Ticket, Option<Instant>>,
     permit: OwnedSemaphorePermit,
 ) {
     let receipt = [message.receipt.to_string()];
     let name = &shared.name;
-    let circuit_permit: Permit = match admission {
-        Admission::Admitted(permit) => permit,
-        Admission::Rejected { until } => {
-            // The breaker opened between the receive and now: give the lease back, to be
-            // delivered after the cool-down.
-            let delay = until.map_or(shared.config.circuit.cool_down_ms, |until| {
-                until.saturating_duration_since(Instant::now()).as_millis() as u64
-            });
-            nack(
-                &shared,
-                &receipt,
-                delay,
-                "held back: the endpoint's circuit breaker is open",
-            )
-            .await;
+    let ticket = match admission {
+        Ok(ticket) => ticket,
+        Err(_) => {
+            // The breaker opened between the receive and now (this group's failures or another
+            // group's on the same endpoint): give the lease back. Without a delay: no worker
+            // receives while the breaker is open, and a delay until the end of the cool-down
+            // would outlast a person's resume or a probe that closes the breaker. No error is
+            // recorded: nothing was sent, and the last real one stays the event's last error.
+            nack(&shared, &receipt, 0, None).await;
             drop(permit);
             shared.report_in_flight();
             return;
@@ -250,9 +350,7 @@ async fn attempt(
     let seconds = started.elapsed().as_secs_f64();
     match result {
         AttemptResult::Delivered => {
-            shared
-                .breaker()
-                .record(circuit_permit, Outcome::Success, Instant::now());
+            ticket.record(Outcome::Success, None, Instant::now());
             telemetry::attempt(name, "success", seconds);
             telemetry::circuit_open(name, false);
             match shared.groups.ack(name, &receipt).await {
@@ -269,34 +367,21 @@ async fn attempt(
         }
         AttemptResult::Gone { error } => {
             // The endpoint answered deliberately: not a sign of failing health.
-            shared
-                .breaker()
-                .record(circuit_permit, Outcome::Success, Instant::now());
+            ticket.record(Outcome::Success, None, Instant::now());
             telemetry::attempt(name, "gone", seconds);
             let reason =
                 format!("the endpoint answered {error}; resume the subscription to deliver again");
-            tracing::warn!(group = %name, url = %shared.webhook.url, "the webhook endpoint answered 410 Gone; pausing the subscription");
+            tracing::warn!(group = %name, endpoint = %shared.breaker.key(), "the webhook endpoint answered 410 Gone; pausing the subscription");
             // Pause first, so that the event given back is not handed out again at once.
-            if let Err(error) = shared.groups.pause(name, &reason).await {
-                tracing::warn!(group = %name, %error, "cannot pause the subscription");
-            }
-            nack(&shared, &receipt, 0, &error).await;
+            shared.pause(&reason).await;
+            nack(&shared, &receipt, 0, Some(&error)).await;
         }
         AttemptResult::Failed {
             error,
             retry_after,
             outcome,
         } => {
-            let opened = {
-                let mut breaker = shared.breaker();
-                let now = Instant::now();
-                let before = breaker.state(now);
-                breaker.record(circuit_permit, Outcome::Failure, now);
-                match breaker.state(now) {
-                    CircuitState::Open { until } if before != breaker.state(now) => Some(until),
-                    _ => None,
-                }
-            };
+            let change = ticket.record(Outcome::Failure, Some(&error), Instant::now());
             telemetry::attempt(name, outcome, seconds);
             let delay = shared.config.backoff.next_delay_seeded(
                 message.delivery,
@@ -305,18 +390,9 @@ async fn attempt(
                 rand::random(),
             );
             tracing::debug!(group = %name, event = %message.event.id, delivery = message.delivery, delay_ms = delay.as_millis() as u64, %error, "webhook delivery failed");
-            nack(&shared, &receipt, delay.as_millis() as u64, &error).await;
-            if let Some(until) = opened {
-                telemetry::circuit_open(name, true);
-                let probe_in_ms = until.saturating_duration_since(Instant::now()).as_millis();
-                let reason = format!(
-                    "{CIRCUIT_PAUSE_PREFIX}: the endpoint keeps failing (last: {error}); \
-                     a probe follows in {probe_in_ms} ms"
-                );
-                tracing::warn!(group = %name, url = %shared.webhook.url, %error, "the webhook endpoint keeps failing; pausing the subscription until a probe succeeds");
-                if let Err(error) = shared.groups.pause(name, &reason).await {
-                    tracing::warn!(group = %name, %error, "cannot pause the subscription");
-                }
+            nack(&shared, &receipt, delay.as_millis() as u64, Some(&error)).await;
+            if let Some(Change::Opened(until)) = change {
+                shared.pause_for_circuit(until).await;
             }
         }
     }
@@ -324,16 +400,10 @@ async fn attempt(
     shared.report_in_flight();
 }
 
-async fn nack(shared: &Shared, receipt: &[String], delay_ms: u64, error: &str) {
+async fn nack(shared: &Shared, receipt: &[String], delay_ms: u64, error: Option<&str>) {
     if let Err(failure) = shared
         .groups
-        .nack(
-            &shared.name,
-            receipt,
-            NackAction::Retry,
-            delay_ms,
-            Some(error),
-        )
+        .nack(&shared.name, receipt, NackAction::Retry, delay_ms, error)
         .await
     {
         tracing::warn!(group = %shared.name, error = %failure, "cannot record a failed delivery; its lease runs out and it is delivered again");

@@ -179,12 +179,39 @@ async fn a_received_message_is_acknowledged_once_and_not_delivered_again() {
     assert_eq!(status["in_flight"], 0);
     assert_eq!(status["delivered"], 3);
     assert_eq!(status["lag"], 0, "{status}");
-    let metrics = server.get("/metrics").await.text().await.expect("metrics");
-    for series in [
+    // Every field of the status. The group's own records are in `$all` too, so the head is at
+    // or past the last event; the cursor is past the head, which is what a lag of 0 means.
+    let last_position = messages[2]["event"]["position"].as_u64().expect("position");
+    let head = status["head"].as_u64().expect("head");
+    assert!(head >= last_position, "{status}");
+    assert_eq!(status["cursor"], head + 1, "{status}");
+    assert_eq!(status["parked"], 0, "{status}");
+    assert_eq!(status["paused"], false, "{status}");
+    assert_eq!(status["last_error"], Value::Null, "{status}");
+    // The status gauges are refreshed in the background (every second or so), so wait for
+    // them, within a bound.
+    let series = [
         "runnel_group_deliveries_total{group=\"billing\"} 3",
         "runnel_group_acks_total{group=\"billing\"} 3",
-    ] {
-        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+        "runnel_group_lag_events{group=\"billing\"} 0",
+        "runnel_group_in_flight{group=\"billing\"} 0",
+        "runnel_group_parked{group=\"billing\"} 0",
+        "runnel_group_paused{group=\"billing\"} 0",
+        "runnel_group_cursor_position{group=\"billing\"}",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = server.get("/metrics").await.text().await.expect("metrics");
+        let missing: Vec<&str> = series
+            .iter()
+            .copied()
+            .filter(|series| !metrics.contains(series))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{missing:?} missing:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -546,6 +573,17 @@ async fn bad_configurations_are_refused_with_the_pointer_of_the_fault() {
         (
             json!({"filter": {"pattern": {"data": {"total": [{"numeric": [">"]}]}}}}),
             "/filter/pattern/data/total/0/numeric",
+        ),
+        (
+            json!({"filter": {"pattern": {"data": {"$or": [
+                {"total": [{"numeric": [">", 100]}]},
+                {"lines": {"sku": [{"begins-with": "A"}]}}
+            ]}}}}),
+            "/filter/pattern/data/$or/1/lines/sku/0/begins-with",
+        ),
+        (
+            json!({"filter": {"pattern": {"type": [{"anything-but": {"prefix": ""}}]}}}),
+            "/filter/pattern/type/0/anything-but/prefix",
         ),
         (json!({"start": "yesterday"}), "/start"),
         (json!({"ordering": "strict"}), "/ordering"),

@@ -317,6 +317,29 @@ async fn events_of(server: &TestServer, stream: &str) -> Vec<Value> {
     page["events"].as_array().cloned().unwrap_or_default()
 }
 
+/// Who the audit trail names for what webhook delivery does on its own.
+const DELIVERY_ACTOR: &str = "runnel (webhook delivery)";
+
+/// The data of the `$audit/subscriptions` records of `event_type` made by the server itself
+/// (not by a key), read with the admin key.
+async fn server_actions(server: &TestServer, event_type: &str) -> Vec<Value> {
+    let (status, page) = server
+        .get_json("/streams/$audit/subscriptions/events?limit=1000")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    page["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|event| event["type"] == event_type)
+        .map(|event| event["data"].clone())
+        .filter(|data| {
+            data["actor"]["key_name"] == DELIVERY_ACTOR && data["actor"]["key_id"].is_null()
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_arrives_signed_in_each_format() {
     let server = TestServer::start_with(FAST).await;
@@ -500,6 +523,18 @@ async fn a_410_pauses_the_subscription_until_it_is_resumed() {
             .unwrap_or_default()
             .contains("410"),
         "{status}"
+    );
+    // The server's own pause is in the audit trail, with the reason and the endpoint.
+    let paused = server_actions(&server, "SubscriptionPaused").await;
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    assert_eq!(paused[0]["target"]["name"], "gone");
+    assert_eq!(paused[0]["target"]["endpoint"], receiver.url.as_str());
+    assert!(
+        paused[0]["target"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("410"),
+        "{paused:?}"
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.received().len(), 1, "nothing is sent while paused");
@@ -828,4 +863,159 @@ async fn resuming_a_subscription_paused_by_its_circuit_delivers_at_once() {
             |r| r.iter().filter(|r| r.accepted).count() >= 2,
         )
         .await;
+}
+
+/// The flags of the shared-breaker tests: three failures in a row open an endpoint's breaker.
+fn breaker_flags(cool_down_ms: &'static str) -> Vec<&'static str> {
+    vec![
+        "--webhook-allow-private",
+        "--webhook-retry-min-ms",
+        "50",
+        "--webhook-retry-max-ms",
+        "100",
+        "--webhook-circuit-failures",
+        "3",
+        "--webhook-circuit-cool-down-ms",
+        cool_down_ms,
+    ]
+}
+
+/// Puts two subscriptions delivering to `receiver`, appends two events, and waits for both
+/// subscriptions to be paused by the endpoint's breaker.
+async fn two_subscriptions_paused_by_one_breaker(server: &TestServer, receiver: &Receiver) {
+    receiver.answer_always(Answer::Status(500, None));
+    for name in ["first", "second"] {
+        put(
+            server,
+            name,
+            json!({"start": "beginning", "max_deliveries": 100,
+                   "filter": {"stream_types": ["order"]},
+                   "delivery": webhook(receiver, "json", json!({"max_in_flight": 1}))}),
+        )
+        .await;
+    }
+    server.append_n("order/shared", "OrderPlaced", 2).await;
+    for name in ["first", "second"] {
+        let status = wait_for_status(
+            server,
+            name,
+            "the endpoint's circuit to open",
+            Duration::from_secs(15),
+            |s| s["paused"] == true,
+        )
+        .await;
+        assert!(
+            status["paused_reason"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("circuit open"),
+            "{name}: {status}"
+        );
+    }
+}
+
+/// Two subscriptions to one failing endpoint share its breaker: their failures add up, it
+/// opens once for both, both are paused, and the audit trail names each, the reason and the
+/// endpoint. A person resuming one closes the endpoint's breaker, and the server resumes the
+/// other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_to_one_endpoint_share_its_circuit_breaker() {
+    // A ten-minute cool-down: no probe comes during the test.
+    let server = TestServer::start_with(&breaker_flags("600000")).await;
+    let receiver = Receiver::start().await;
+    two_subscriptions_paused_by_one_breaker(&server, &receiver).await;
+    // Separate breakers would each need three failures (six requests). The shared one opens
+    // at the third; the other subscription may have had one attempt in flight then.
+    let at_opening = receiver.received().len();
+    assert!(
+        (3..=4).contains(&at_opening),
+        "{at_opening} requests before the breaker opened"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.received().len(),
+        at_opening,
+        "nothing is sent while open"
+    );
+
+    let paused = server_actions(&server, "SubscriptionPaused").await;
+    let mut names: Vec<&str> = paused
+        .iter()
+        .map(|data| data["target"]["name"].as_str().unwrap_or_default())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["first", "second"], "{paused:?}");
+    for data in &paused {
+        assert_eq!(data["action"], "subscription.paused", "{data}");
+        assert_eq!(data["target"]["endpoint"], receiver.url.as_str(), "{data}");
+        let reason = data["target"]["reason"].as_str().unwrap_or_default();
+        assert!(reason.starts_with("circuit open"), "{reason}");
+        assert!(reason.contains("500"), "{reason}");
+    }
+    let metrics = server.get("/metrics").await.text().await.expect("metrics");
+    for series in [
+        "runnel_group_paused{group=\"first\"} 1",
+        "runnel_group_paused{group=\"second\"} 1",
+        "runnel_webhook_circuit_open{group=\"first\"} 1",
+        "runnel_webhook_circuit_open{group=\"second\"} 1",
+        "runnel_webhook_attempts_total{group=\"first\",outcome=\"http_error\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+
+    receiver.answer_always(Answer::Ok);
+    let (code, answer) = server
+        .post_json("/subscriptions/first/resume", &json!({}))
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    for name in ["first", "second"] {
+        wait_for_status(
+            &server,
+            name,
+            "both events delivered",
+            Duration::from_secs(15),
+            |s| s["paused"] == false && s["delivered"] == 2,
+        )
+        .await;
+    }
+    let resumed = server_actions(&server, "SubscriptionResumed").await;
+    assert_eq!(
+        resumed.len(),
+        1,
+        "the person's resume is theirs: {resumed:?}"
+    );
+    assert_eq!(resumed[0]["target"]["name"], "second");
+    assert_eq!(resumed[0]["target"]["endpoint"], receiver.url.as_str());
+    assert_eq!(
+        resumed[0]["target"]["reason"],
+        "the endpoint's circuit breaker closed"
+    );
+}
+
+/// After the cool-down, one probe decides for every subscription on the endpoint: when it
+/// succeeds, both are resumed and every event arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_successful_probe_resumes_every_subscription_on_the_endpoint() {
+    let server = TestServer::start_with(&breaker_flags("1500")).await;
+    let receiver = Receiver::start().await;
+    two_subscriptions_paused_by_one_breaker(&server, &receiver).await;
+    receiver.answer_always(Answer::Ok);
+    for name in ["first", "second"] {
+        wait_for_status(
+            &server,
+            name,
+            "resumed, both events delivered",
+            Duration::from_secs(20),
+            |s| s["paused"] == false && s["delivered"] == 2,
+        )
+        .await;
+    }
+    let resumed = server_actions(&server, "SubscriptionResumed").await;
+    let mut names: Vec<&str> = resumed
+        .iter()
+        .map(|data| data["target"]["name"].as_str().unwrap_or_default())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names, ["first", "second"], "{resumed:?}");
 }

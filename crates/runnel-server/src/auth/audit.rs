@@ -2,11 +2,15 @@
 //! and configuration) is appended to a `$audit/<subject>` system stream, with who did it, what,
 //! and when. Admins and operators can read it like any stream; nobody can write it.
 
+use std::sync::Arc;
+
+use runnel_broker::delivery::{AuditFuture, AuditTrail, ServerAction, ServerActionRecord};
 use runnel_core::{
     AppendRequest, EventType, ExpectedRevision, JsonText, ProposedEvent, RecordedAt, Store,
     StoreError,
 };
 use serde::Serialize;
+use serde_json::json;
 
 use crate::auth::events::{Actor, system_stream};
 
@@ -57,4 +61,44 @@ pub(crate) async fn record(
         })
         .await
         .map(drop)
+}
+
+/// The audit trail of what webhook delivery does to subscriptions on its own (a 410, a circuit
+/// breaker opening, probing or closing): the same `$audit/subscriptions` stream and event
+/// types as a person's pause and resume, with the server as the actor.
+pub(crate) struct DeliveryAuditTrail {
+    store: Arc<dyn Store>,
+}
+
+impl DeliveryAuditTrail {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+}
+
+/// Who the audit trail names for the server's own actions.
+const DELIVERY_ACTOR: &str = "runnel (webhook delivery)";
+
+impl AuditTrail for DeliveryAuditTrail {
+    fn record<'a>(&'a self, record: &'a ServerActionRecord) -> AuditFuture<'a> {
+        Box::pin(async move {
+            let (action, event_type) = match record.action {
+                ServerAction::Paused => ("subscription.paused", "SubscriptionPaused"),
+                ServerAction::Resumed => ("subscription.resumed", "SubscriptionResumed"),
+            };
+            let actor = Actor {
+                key_id: None,
+                key_name: DELIVERY_ACTOR.to_owned(),
+            };
+            let target = json!({
+                "name": record.group.as_str(),
+                "reason": record.reason,
+                "endpoint": record.endpoint,
+            });
+            let entry = AuditEntry::new(action, actor, target);
+            self::record(self.store.as_ref(), "subscriptions", event_type, &entry)
+                .await
+                .map_err(|error| error.to_string())
+        })
+    }
 }

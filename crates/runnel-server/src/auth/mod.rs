@@ -35,6 +35,7 @@ pub(crate) use access::{Caller, Denied, Reach};
 // For the routes of other resources that record their changes in the audit trail.
 #[allow(unused_imports)]
 pub(crate) use audit::AUDIT_STREAM_TYPE;
+pub(crate) use audit::DeliveryAuditTrail;
 pub use error::{AuthError, KeyringError};
 pub(crate) use keyring::StoredKey;
 pub(crate) use role::{Capability, Role};
