@@ -20,14 +20,21 @@ pub(crate) struct Shared {
     pub(crate) index: Index,
     pub(crate) segments: Segments,
     pub(crate) config: EngineConfig,
-    /// The last durable (and indexed) position: readers never read past it. The writer holds
-    /// the sending side, so followers learn that the store closed when the writer stops.
+    /// The last durable and indexed position: `$all` readers never read past it, and followers
+    /// wake when it moves. The indexer holds the sending side, so followers learn that the store
+    /// closed when the write pipeline stops.
     pub(crate) head: watch::Receiver<Option<Position>>,
     poison: Mutex<Option<String>>,
     pub(crate) stats: EngineStats,
     /// The first position the index does not hold yet (the indexer advances it after each
     /// index commit; the writer reads it to forget what the index now holds).
     pub(crate) indexed_next: AtomicU64,
+    /// `indexed_next` again, for readers to wait on.
+    indexed: watch::Sender<u64>,
+    /// The first position not yet synced to the log. The writer advances it after each
+    /// fdatasync and before it acknowledges the batch's appends, so every acknowledged event
+    /// lies below it.
+    pub(crate) synced_next: AtomicU64,
 }
 
 impl Shared {
@@ -50,7 +57,43 @@ impl Shared {
             poison: Mutex::new(None),
             stats: EngineStats::default(),
             indexed_next: AtomicU64::new(indexed_next.0),
+            indexed: watch::Sender::new(indexed_next.0),
+            synced_next: AtomicU64::new(indexed_next.0),
         }
+    }
+
+    /// Records the indexer's progress and wakes the readers waiting for it.
+    pub(crate) fn publish_indexed(&self, next: Position) {
+        self.indexed_next.store(next.0, Ordering::Release);
+        self.indexed.send_replace(next.0);
+    }
+
+    /// Waits until the index holds every event acknowledged before this call.
+    ///
+    /// Appends are acknowledged once their batch is synced to the log, while the indexer may
+    /// still be putting it into the index (the log is the truth; a crash re-indexes its tail).
+    /// So a read first waits for the index to catch up with what was synced when the read
+    /// began: a client that was told its append succeeded always reads it back. The wait is
+    /// bounded by the indexer's queue (a few batches), and it is usually none at all.
+    pub(crate) async fn caught_up(&self) -> Result<(), StoreError> {
+        let target = self.synced_next.load(Ordering::Acquire);
+        if self.indexed_next.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let mut indexed = self.indexed.subscribe();
+        // The indexer wakes this after a failure too (see `poison`), so a reader never waits
+        // for an index that will not move.
+        let _ = indexed
+            .wait_for(|&next| next >= target || self.is_poisoned())
+            .await;
+        self.check_poison()
+    }
+
+    fn is_poisoned(&self) -> bool {
+        self.poison
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
     }
 
     pub(crate) fn head(&self) -> Option<Position> {
@@ -69,6 +112,9 @@ impl Shared {
             tracing::error!(error = %cause, "the store stops writing after an I/O failure");
             *poison = Some(cause.to_string());
         }
+        drop(poison);
+        // Readers waiting for the index re-check and see the failure.
+        self.indexed.send_modify(|_| {});
     }
 
     pub(crate) fn check_poison(&self) -> Result<(), StoreError> {

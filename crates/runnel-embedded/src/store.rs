@@ -203,11 +203,13 @@ impl EmbeddedStore {
         }
     }
 
-    /// Runs a blocking read on tokio's blocking pool.
+    /// Runs a blocking read on tokio's blocking pool, once the index holds every append
+    /// acknowledged before the call.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.shared.caught_up().await?;
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || read(&shared))
             .await

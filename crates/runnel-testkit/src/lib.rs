@@ -225,6 +225,7 @@ macro_rules! __for_each_behaviour {
             concurrent_appenders_with_exact_revisions_have_one_winner_per_revision,
             concurrent_appenders_to_one_stream_leave_it_gapless,
             concurrent_appenders_to_different_streams_are_all_readable_with_unique_positions,
+            every_acknowledged_append_is_readable_at_once_under_concurrent_appends,
             tailing_reader_sees_every_event_once_in_position_order_during_appends,
             // Head watch and lifecycle.
             head_watch_follower_wakes_when_an_append_commits,

@@ -6,9 +6,11 @@
 //! the fixed cost of a transaction (opening tables, copying and checksumming the pages it
 //! touches) is shared by all the batches that queued up behind it.
 //!
-//! Appends are acknowledged here, after their batch is both synced (the writer did that before
-//! handing it over) and indexed, and only then is the new head published: a reader that sees
-//! the head, or an acknowledgement, finds the events in the index.
+//! The writer acknowledges a batch's appends once the batch is synced, before it gets here: the
+//! log is the truth, and recovery re-indexes whatever the index lacks after a crash. Reads wait
+//! for the index to hold what was synced when they began (`Shared::caught_up`), so an
+//! acknowledged append is always read back. The head that followers watch moves only after the
+//! index commit: a follower that sees the head finds the events in the index.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -17,29 +19,19 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
-use runnel_core::{AppendOutcome, Position, StoreError};
+use runnel_core::{Position, StoreError};
 use tokio::sync::{oneshot, watch};
 
 use crate::index::{IndexUpdate, StreamHead};
-use crate::log::writer::AppendReply;
 use crate::shared::Shared;
 
 /// The most events one index transaction takes from the queue.
 const MAX_EVENTS_PER_INDEX_COMMIT: usize = 64 * 1024;
 
-/// An append's answer, held until the batches it rests on are indexed.
-pub(crate) type Answer = (AppendReply, Result<AppendOutcome, StoreError>);
-
-/// A synced batch, or answers that wait on earlier batches, on their way to being acknowledged.
-#[derive(Debug)]
-pub(crate) struct IndexWork {
-    pub(crate) update: IndexUpdate,
-    pub(crate) replies: Vec<Answer>,
-}
-
 #[derive(Debug)]
 pub(crate) enum IndexerCommand {
-    Index(IndexWork),
+    /// The index entries of a synced batch.
+    Index(IndexUpdate),
     /// Index what is queued, make the index durable, close the head, and stop.
     Close(oneshot::Sender<()>),
 }
@@ -52,6 +44,7 @@ pub(crate) fn run(
 ) {
     let mut last_durable = Instant::now();
     let interval = Duration::from_millis(shared.config.index_durable_interval_ms);
+    let mut index_failed: Option<String> = None;
     loop {
         let first = match work.recv() {
             Ok(IndexerCommand::Index(first)) => first,
@@ -63,13 +56,13 @@ pub(crate) fn run(
             }
             Err(_) => return finish(&shared),
         };
-        let mut events = first.update.events.len();
+        let mut events = first.events.len();
         let mut works = vec![first];
         let mut close = None;
         while events < MAX_EVENTS_PER_INDEX_COMMIT {
             match work.try_recv() {
                 Ok(IndexerCommand::Index(more)) => {
-                    events += more.update.events.len();
+                    events += more.events.len();
                     works.push(more);
                 }
                 Ok(IndexerCommand::Close(done)) => {
@@ -80,36 +73,29 @@ pub(crate) fn run(
             }
         }
         let durable = last_durable.elapsed() >= interval;
-        let (update, replies) = merge(works);
-        let indexed = if update.batches.is_empty() {
-            Ok(())
-        } else {
-            shared.index.apply(&update, durable)
+        let update = merge(works);
+        // After an index failure the index would skip the batch that failed: index nothing
+        // more. (A failed log write stops the writer, but what it synced before is indexed.)
+        let applied = match &index_failed {
+            Some(cause) => Err(StoreError::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => shared.index.apply(&update, durable),
         };
-        match indexed {
+        match applied {
             Ok(()) => {
                 if durable {
                     last_durable = Instant::now();
                 }
-                if !update.batches.is_empty() {
-                    shared
-                        .indexed_next
-                        .store(update.next_position.0, Ordering::Release);
-                    head.send_replace(Some(Position(update.next_position.0 - 1)));
-                }
-                for (reply, outcome) in replies {
-                    let _ = reply.send(outcome);
-                }
+                // The head first: a read woken by the index's progress reads `$all` up to it.
+                head.send_replace(Some(Position(update.next_position.0 - 1)));
+                shared.publish_indexed(update.next_position);
             }
+            // The batches are acknowledged and durable in the log, but unreadable until a
+            // restart re-indexes them: stop writing, and fail the reads that wait for them.
             Err(error) => {
-                // The batches are durable in the log, but unreadable until a restart
-                // re-indexes them: stop, and tell the appenders their outcome is unknown.
                 shared.poison(&error);
-                for (reply, outcome) in replies {
-                    let _ = reply.send(outcome.and(Err(StoreError::Poisoned {
-                        cause: error.to_string(),
-                    })));
-                }
+                index_failed = Some(error.to_string());
             }
         }
         if let Some(done) = close {
@@ -122,19 +108,10 @@ pub(crate) fn run(
 }
 
 /// One index update for several batches, in log order.
-fn merge(works: Vec<IndexWork>) -> (IndexUpdate, Vec<Answer>) {
+fn merge(updates: Vec<IndexUpdate>) -> IndexUpdate {
     let mut merged = IndexUpdate::default();
     let mut streams: HashMap<String, (StreamHead, bool)> = HashMap::new();
-    let mut replies = Vec::new();
-    for work in works {
-        let IndexWork {
-            update,
-            replies: answers,
-        } = work;
-        replies.extend(answers);
-        if update.batches.is_empty() {
-            continue;
-        }
+    for update in updates {
         merged.batches.extend(update.batches);
         merged.events.extend(update.events);
         merged.next_position = merged.next_position.max(update.next_position);
@@ -152,7 +129,7 @@ fn merge(works: Vec<IndexWork>) -> (IndexUpdate, Vec<Answer>) {
         .into_iter()
         .map(|(key, (head, created))| (key, head, created))
         .collect();
-    (merged, replies)
+    merged
 }
 
 /// The durable commit at close, so the next start re-indexes nothing.

@@ -1,10 +1,11 @@
 //! The writer: one thread owns the active segment and turns queued appends into group commits.
 //!
 //! It takes everything queued (up to `max_batch_bytes`), checks each append against the stream
-//! heads it knows (the index, plus what this batch already wrote), numbers the events, writes
-//! the batch with one write and one fdatasync, updates the index, publishes the new head, and
-//! only then acknowledges. A failed check rejects that append alone. A failed write or sync
-//! poisons the engine: nothing more is written, and what is in flight fails.
+//! heads it knows (what this batch and the batches still being indexed wrote, the heads it
+//! remembers, the index), numbers the events, writes the batch with one write and one
+//! fdatasync, acknowledges the batch's appends, and hands the batch to the indexer. A failed
+//! check rejects that append alone. A failed write or sync poisons the engine: nothing more is
+//! written, and what is in flight fails.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -22,13 +23,18 @@ use uuid::Uuid;
 use crate::index::{EventLocation, IndexReader, IndexUpdate, IndexedEvent, StreamHead, stream_key};
 use crate::io::SegmentFile;
 use crate::log::format::{self, BATCH_HEADER_FRAME_LEN, BatchHeader, EventRecordRef};
-use crate::log::indexer::{self, IndexWork, IndexerCommand};
+use crate::log::indexer::{self, IndexerCommand};
 use crate::log::reader::{Location, read_event_at};
 use crate::log::segment::Segment;
 use crate::shared::Shared;
 
-/// Synced batches waiting for the indexer; beyond this the writer waits (back-pressure).
-const INDEX_QUEUE_BATCHES: usize = 16;
+/// Synced batches waiting for the indexer; beyond this the writer waits (back-pressure). It
+/// also bounds how long a read may wait for the index to catch up with acknowledged appends.
+const INDEX_QUEUE_BATCHES: usize = 8;
+
+/// Stream heads the writer remembers, so that checking an append against its stream's end
+/// rarely needs an index lookup: ~100 bytes each, about 10 MB at most.
+const HEAD_CACHE_STREAMS: usize = 100_000;
 
 pub(crate) type AppendReply = oneshot::Sender<Result<AppendOutcome, StoreError>>;
 
@@ -72,6 +78,40 @@ pub(crate) struct Writer {
     indexer: Option<std::thread::JoinHandle<()>>,
     /// What synced batches that the indexer has not yet indexed changed.
     inflight: Inflight,
+    head_cache: HeadCache,
+}
+
+/// The heads of recently written or checked streams. Only the writer changes stream heads, so
+/// what it remembers is never stale; a stream it forgot is looked up in the index again.
+#[derive(Debug, Default)]
+struct HeadCache {
+    heads: HashMap<String, StreamHead>,
+}
+
+impl HeadCache {
+    fn get(&self, key: &str) -> Option<StreamHead> {
+        self.heads.get(key).copied()
+    }
+
+    fn insert(&mut self, key: &str, head: StreamHead) {
+        // Forgetting everything at once keeps the bound without per-entry bookkeeping; the
+        // streams in use come back with one index lookup each.
+        if self.heads.len() >= HEAD_CACHE_STREAMS && !self.heads.contains_key(key) {
+            self.heads.clear();
+        }
+        match self.heads.get_mut(key) {
+            Some(known) => *known = head,
+            None => {
+                self.heads.insert(key.to_owned(), head);
+            }
+        }
+    }
+
+    fn record(&mut self, heads: &HashMap<String, (StreamHead, bool)>) {
+        for (key, (head, _)) in heads {
+            self.insert(key, *head);
+        }
+    }
 }
 
 /// Batches the indexer holds are in the log but not yet in the index: the writer keeps their
@@ -137,6 +177,7 @@ impl Writer {
                 pruned_at: next_position,
                 ..Inflight::default()
             },
+            head_cache: HeadCache::default(),
         };
         writer.prepare_spare();
         Ok(writer)
@@ -247,7 +288,13 @@ impl Writer {
                 }
                 batch = Batch::new(self.next_position, BATCH_HEADER_FRAME_LEN);
             }
-            let outcome = batch.admit(&self.shared, &self.inflight, &reader, &job.request);
+            let outcome = batch.admit(
+                &self.shared,
+                &self.inflight,
+                &mut self.head_cache,
+                &reader,
+                &job.request,
+            );
             batch.replies.push((job.reply, outcome));
         }
         if let Err(error) = self.flush(batch) {
@@ -273,9 +320,10 @@ impl Writer {
         }
     }
 
-    /// Writes and syncs `batch`, then hands it to the indexer, which answers its appends. On
-    /// failure the engine is poisoned and every append of the batch fails (errors found by the
-    /// checks stay as they are).
+    /// Writes and syncs `batch`, answers its appends, then hands it to the indexer. An append
+    /// is acknowledged once it is durable in the log; readers wait for the index to catch up
+    /// (see `Shared::caught_up`). On failure the engine is poisoned and every append of the
+    /// batch fails (errors found by the checks stay as they are).
     fn flush(&mut self, batch: Batch) -> Result<(), StoreError> {
         let Batch {
             mut buffer,
@@ -287,12 +335,16 @@ impl Writer {
             replies,
             ..
         } = batch;
-        let written = if next_position == first_position {
-            Ok(())
-        } else {
-            self.write_batch(&mut buffer, first_position, next_position, &mut index)
-        };
-        if let Err(error) = written {
+        if next_position == first_position {
+            // Nothing to write: the answers (conflicts, retries of earlier appends) rest on
+            // batches that were synced before this one was assembled.
+            for (reply, outcome) in replies {
+                let _ = reply.send(outcome);
+            }
+            return Ok(());
+        }
+        if let Err(error) = self.write_batch(&mut buffer, first_position, next_position, &mut index)
+        {
             self.shared.poison(&error);
             for (reply, outcome) in replies {
                 let _ = reply.send(outcome.and(Err(StoreError::Poisoned {
@@ -303,23 +355,26 @@ impl Writer {
                 cause: error.to_string(),
             });
         }
-        if next_position != first_position {
-            self.inflight.record(&heads, &ids, next_position);
+        self.shared
+            .synced_next
+            .store(next_position.0, Ordering::Release);
+        for (reply, outcome) in replies {
+            let _ = reply.send(outcome);
         }
+        self.inflight.record(&heads, &ids, next_position);
+        self.head_cache.record(&heads);
         index.streams = heads
             .into_iter()
             .map(|(key, (head, created))| (key, head, created))
             .collect();
-        // Even a batch that wrote nothing goes through the indexer: its answers (a conflict, a
-        // retried append) may rest on batches still being indexed, and must not overtake them.
-        let work = IndexWork {
-            update: index,
-            replies,
-        };
         self.to_indexer
-            .send(IndexerCommand::Index(work))
-            .map_err(|_| StoreError::Poisoned {
-                cause: "the indexer stopped".to_owned(),
+            .send(IndexerCommand::Index(index))
+            .map_err(|_| {
+                let error = StoreError::Poisoned {
+                    cause: "the indexer stopped".to_owned(),
+                };
+                self.shared.poison(&error);
+                error
             })
     }
 
@@ -484,13 +539,23 @@ impl Batch {
         &mut self,
         shared: &Shared,
         inflight: &Inflight,
+        head_cache: &mut HeadCache,
         reader: &IndexReader,
         request: &AppendRequest,
     ) -> Result<AppendOutcome, StoreError> {
         let key = stream_key(&request.stream);
         let current = match (self.heads.get(&key), inflight.heads.get(&key)) {
             (Some((head, _)), _) | (None, Some((head, _))) => Some(*head),
-            (None, None) => reader.stream_head(&key)?,
+            (None, None) => match head_cache.get(&key) {
+                Some(head) => Some(head),
+                None => {
+                    let indexed = reader.stream_head(&key)?;
+                    if let Some(head) = indexed {
+                        head_cache.insert(&key, head);
+                    }
+                    indexed
+                }
+            },
         };
         if let Some(retried) = self.check_ids(shared, inflight, reader, request)? {
             return Ok(retried);

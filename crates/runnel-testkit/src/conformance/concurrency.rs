@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runnel_core::{
-    AllFilter, AppendOutcome, ExpectedRevision, Position, Revision, Store, StoreError, StreamName,
+    AllFilter, AppendOutcome, Direction, ExpectedRevision, Position, Revision, Store, StoreError,
+    StreamName,
 };
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
@@ -228,6 +229,69 @@ pub async fn concurrent_appenders_to_different_streams_are_all_readable_with_uni
     for (name, events) in streams {
         assert_revisions_gapless(&events, name);
     }
+}
+
+/// Read-your-writes under load: the moment an append is acknowledged, its writer reads it back
+/// from its stream, sees the new revision in the stream's info and its type in the listing, and
+/// finds it in `$all` at its position, while other writers keep the engine busy.
+pub async fn every_acknowledged_append_is_readable_at_once_under_concurrent_appends(
+    fixture: Fixture,
+) {
+    const WRITERS: usize = 12;
+    const APPENDS: usize = 15;
+    let mut tasks = JoinSet::new();
+    for writer in 0..WRITERS {
+        let store = Arc::clone(&fixture.store);
+        tasks.spawn(async move {
+            let own = stream(&format!("ryw{}/s-{writer}", writer % 3));
+            for append in 0..APPENDS {
+                let ids = fresh_ids(1 + append % 2);
+                let outcome = store
+                    .append(request(
+                        &own,
+                        ExpectedRevision::Any,
+                        with_ids(events(ids.len(), "Written"), &ids),
+                    ))
+                    .await
+                    .unwrap_or_else(|error| panic!("writer {writer} append {append}: {error}"));
+                let slice = store
+                    .read_stream(&own, Some(outcome.first_revision), Direction::Forward, 10)
+                    .await
+                    .unwrap_or_else(|error| panic!("reading {own} back: {error}"));
+                let read: Vec<Uuid> = slice.events.iter().map(|e| e.id).collect();
+                assert_eq!(
+                    read, ids,
+                    "{own}: the acknowledged events are read back at once"
+                );
+                let info = store.stream_info(&own).await.expect("stream info");
+                assert!(
+                    info.revision >= outcome.last_revision,
+                    "{own}: stream info shows the acknowledged revision"
+                );
+                let types = store
+                    .list_stream_types(None, 100)
+                    .await
+                    .expect("listing stream types");
+                assert!(
+                    types
+                        .items
+                        .iter()
+                        .any(|t| t.stream_type == *own.stream_type()),
+                    "{own}: its type is listed once an append to it is acknowledged"
+                );
+                let all = store
+                    .read_all(outcome.first_position, &AllFilter::default(), 1)
+                    .await
+                    .expect("reading $all");
+                assert_eq!(
+                    all.events.first().map(|e| e.id),
+                    ids.first().copied(),
+                    "{own}: $all holds the acknowledged event at its position"
+                );
+            }
+        });
+    }
+    join_all(tasks).await;
 }
 
 pub async fn tailing_reader_sees_every_event_once_in_position_order_during_appends(
