@@ -19,8 +19,10 @@ use serde::Deserialize;
 use super::client::Connection;
 use super::load::{Drain, Tally, Window};
 use super::receiver::{Arrivals, Receiver};
+use super::runnel::{Commits, StoreCounters};
 use super::{Common, cpu_groups, nats, process, runnel};
 use crate::cpu::{GroupSample, GroupUse};
+use crate::format;
 use crate::latency::Latencies;
 
 mod report;
@@ -151,6 +153,8 @@ pub(crate) struct GroupsRun {
     pulls: Vec<Drain>,
     webhook_drain: WebhookDrain,
     webhook_latency: WebhookLatency,
+    /// Per phase: its name, the events it acknowledged or delivered, and the store's counters.
+    commits: Vec<(String, u64, Commits)>,
 }
 
 /// JetStream's figures, or why it was not measured.
@@ -195,23 +199,47 @@ async fn bench_runnel(args: &GroupsArgs, work: &Path) -> anyhow::Result<GroupsRu
     fill(addr, args.backlog, args.streams).await?;
     let fill_rate = args.backlog as f64 / began.elapsed().as_secs_f64();
     let mut pulls = Vec::new();
+    let mut commits = Vec::new();
     for &consumers in &args.consumers {
         eprintln!(
             "runnel: pull, {consumers} consumers, batches of {}",
             args.batch
         );
-        pulls.push(pull_drain(addr, args, consumers, &server_comm).await?);
+        let before = StoreCounters::read(&[addr]).await?;
+        let drain = pull_drain(addr, args, consumers, &server_comm).await?;
+        let phase = before.until(&StoreCounters::read(&[addr]).await?);
+        commits.push((
+            format!("pull, {consumers} consumer(s)"),
+            drain.tally.events,
+            phase,
+        ));
+        pulls.push(drain);
     }
     eprintln!(
         "runnel: webhook delivery of the backlog, max_in_flight {}",
         args.webhook_max_in_flight
     );
+    let before = StoreCounters::read(&[addr]).await?;
     let webhook_drain = webhook_drain(addr, args, &server_comm).await?;
+    commits.push((
+        "webhook delivery of the backlog".to_owned(),
+        webhook_drain.arrivals.unique,
+        before.until(&StoreCounters::read(&[addr]).await?),
+    ));
     eprintln!(
         "runnel: webhook end-to-end latency at {} events/s",
         args.webhook_rate
     );
+    let before = StoreCounters::read(&[addr]).await?;
     let webhook_latency = webhook_latency(addr, args, &server_comm).await?;
+    commits.push((
+        format!(
+            "webhooks at {}/s (appends included)",
+            format::int(args.webhook_rate)
+        ),
+        webhook_latency.arrivals.unique,
+        before.until(&StoreCounters::read(&[addr]).await?),
+    ));
     drop(server);
     Ok(GroupsRun {
         banner,
@@ -219,6 +247,7 @@ async fn bench_runnel(args: &GroupsArgs, work: &Path) -> anyhow::Result<GroupsRu
         pulls,
         webhook_drain,
         webhook_latency,
+        commits,
     })
 }
 

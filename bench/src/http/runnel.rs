@@ -230,6 +230,78 @@ pub(crate) async fn scan_all(addr: SocketAddr, limit: Duration) -> anyhow::Resul
     })
 }
 
+/// The store's own counters, as `GET /metrics` shows them, summed over the nodes asked.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoreCounters {
+    at: Instant,
+    commits: u64,
+    events: u64,
+    sync_seconds: f64,
+}
+
+/// What the store did between two readings of its counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Commits {
+    pub(crate) commits: u64,
+    /// Events (records) written, the consumer groups' own records included.
+    pub(crate) events: u64,
+    /// Time in durable writes: the embedded engine's fdatasyncs, or PostgreSQL's second round
+    /// trip of a group commit (inserts, upserts and COMMIT with its WAL flush).
+    pub(crate) sync_seconds: f64,
+    pub(crate) wall: Duration,
+}
+
+impl Commits {
+    pub(crate) fn per_second(&self) -> f64 {
+        self.commits as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    pub(crate) fn events_per_commit(&self) -> f64 {
+        self.events as f64 / (self.commits as f64).max(1.0)
+    }
+
+    pub(crate) fn mean_sync(&self) -> Duration {
+        Duration::from_secs_f64(self.sync_seconds / (self.commits as f64).max(1.0))
+    }
+}
+
+impl StoreCounters {
+    /// Reads every node's `/metrics`.
+    pub(crate) async fn read(addrs: &[SocketAddr]) -> anyhow::Result<Self> {
+        let mut counters = Self {
+            at: Instant::now(),
+            commits: 0,
+            events: 0,
+            sync_seconds: 0.0,
+        };
+        for &addr in addrs {
+            let mut connection = Connection::open(addr).await?;
+            let (status, body) = connection.call(Method::GET, "/metrics", None).await?;
+            ensure!(status == StatusCode::OK, "GET /metrics: {status}");
+            let text = String::from_utf8_lossy(&body);
+            let value = |name: &str| -> f64 {
+                text.lines()
+                    .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0.0)
+            };
+            counters.commits += value("runnel_store_commits_total") as u64;
+            counters.events += value("runnel_store_events_written_total") as u64;
+            counters.sync_seconds += value("runnel_store_sync_duration_seconds_sum");
+        }
+        Ok(counters)
+    }
+
+    pub(crate) fn until(&self, later: &Self) -> Commits {
+        Commits {
+            commits: later.commits.saturating_sub(self.commits),
+            events: later.events.saturating_sub(self.events),
+            sync_seconds: (later.sync_seconds - self.sync_seconds).max(0.0),
+            wall: later.at.duration_since(self.at),
+        }
+    }
+}
+
 /// End-to-end latency of a live subscription at a steady append rate.
 #[derive(Debug)]
 pub(crate) struct SseResult {

@@ -15,6 +15,7 @@ use anyhow::{Context as _, bail, ensure};
 use super::load::{LoadResult, ReadResult};
 use super::process::{self, Guard, Postgres};
 use super::report::{LOAD_HEADERS, load_row, read_rows, shorten};
+use super::runnel::{Commits, StoreCounters};
 use super::{Common, Settings, postgres, runnel};
 use crate::format::{self, Table};
 use crate::{cpu, disk, payload};
@@ -107,6 +108,8 @@ struct SystemRun {
     singles: LoadResult,
     batched: LoadResult,
     scan: Option<ReadResult>,
+    /// The store's counters over the single-event and the batched phase (Runnel only).
+    commits: Option<[Commits; 2]>,
 }
 
 /// Runs every system and returns the report as Markdown.
@@ -227,7 +230,9 @@ async fn bench_runnel(
     nodes: &Nodes,
     scan: bool,
 ) -> anyhow::Result<SystemRun> {
+    let before = StoreCounters::read(&nodes.addrs).await?;
     let singles = runnel::appends(&nodes.addrs, settings, args.clients, 1).await?;
+    let between = StoreCounters::read(&nodes.addrs).await?;
     let batched = runnel::appends(
         &nodes.addrs,
         settings,
@@ -235,6 +240,7 @@ async fn bench_runnel(
         args.batch_events,
     )
     .await?;
+    let after = StoreCounters::read(&nodes.addrs).await?;
     let scan = if scan {
         Some(runnel::scan_all(nodes.addrs[0], settings.read_time * 2).await?)
     } else {
@@ -246,6 +252,7 @@ async fn bench_runnel(
         singles,
         batched,
         scan,
+        commits: Some([before.until(&between), between.until(&after)]),
     })
 }
 
@@ -272,6 +279,7 @@ fn bench_table(args: &PostgresArgs, pg: &Postgres, work: &Path) -> anyhow::Resul
         singles,
         batched,
         scan,
+        commits: None,
     })
 }
 
@@ -337,6 +345,7 @@ fn report(
         load_row(&mut table, &label(system), &system.batched);
     }
     let _ = writeln!(out, "{table}");
+    commits(&mut out, args, systems);
     let _ = writeln!(out, "### `$all` reads (one client, pages of 1,000)\n");
     let mut table = Table::new(&[
         "system",
@@ -359,6 +368,55 @@ fn report(
     );
     targets(&mut out, args, systems);
     out
+}
+
+fn commits(out: &mut String, args: &PostgresArgs, systems: &[SystemRun]) {
+    let _ = writeln!(
+        out,
+        "### Group commit: the store's counters (`/metrics`, summed over nodes) over each append \
+         phase, warm-up included\n"
+    );
+    let _ = writeln!(
+        out,
+        "\"Durable write\" is the embedded engine's fdatasync, or on PostgreSQL the second round \
+         trip of a group commit (inserts, upserts, COMMIT with its WAL flush); \"ms per commit, \
+         per node\" is the wall time between one node's commits (its writer commits one \
+         transaction at a time), so what it has beyond the durable write is the first round \
+         trip (BEGIN, the head-row lock, reads), waiting for that lock, and assembling the \
+         batch.\n"
+    );
+    let mut table = Table::new(&[
+        "system",
+        "phase",
+        "commits/s",
+        "events/commit",
+        "durable write ms (mean)",
+        "ms per commit, per node",
+    ]);
+    for system in systems {
+        let Some(phases) = &system.commits else {
+            continue;
+        };
+        let names = [
+            format!("single events, {} clients", args.clients),
+            format!(
+                "{} events per append, {} clients",
+                args.batch_events, args.batch_clients
+            ),
+        ];
+        for (phase, name) in phases.iter().zip(names) {
+            let per_node_ms = system.nodes as f64 * 1e3 / phase.per_second().max(1e-9);
+            table.row(vec![
+                label(system),
+                name,
+                format::rate(phase.per_second()),
+                format!("{:.1}", phase.events_per_commit()),
+                format::ms(phase.mean_sync()),
+                format!("{per_node_ms:.2}"),
+            ]);
+        }
+    }
+    let _ = writeln!(out, "{table}");
 }
 
 fn targets(out: &mut String, args: &PostgresArgs, systems: &[SystemRun]) {

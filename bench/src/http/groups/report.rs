@@ -23,6 +23,7 @@ pub(super) fn write(
     header(&mut out, args, command_line, work, runnel, jetstream);
     pulls(&mut out, args, runnel, jetstream);
     webhooks(&mut out, runnel);
+    commits(&mut out, runnel);
     targets(&mut out, runnel, jetstream);
     out
 }
@@ -269,6 +270,43 @@ fn webhooks(out: &mut String, runnel: &GroupsRun) {
             None => "0".to_owned(),
         },
     ]);
+    let _ = writeln!(out, "{table}");
+}
+
+fn commits(out: &mut String, runnel: &GroupsRun) {
+    let _ = writeln!(
+        out,
+        "### Where the group's state goes: the store's counters (`/metrics`) over each phase\n"
+    );
+    let _ = writeln!(
+        out,
+        "Every lease (receive) and every acknowledgement is a record appended to the group's \
+         `$group` stream under an exact expected revision, durable before the answer. \
+         \"Records\" counts every event the store wrote in the phase (the webhook latency \
+         phase's own appends included).\n"
+    );
+    let mut table = Table::new(&[
+        "phase",
+        "events acked / delivered",
+        "commits",
+        "commits/s",
+        "records",
+        "records/commit",
+        "events acked per commit",
+        "fdatasync ms (mean)",
+    ]);
+    for (phase, events, c) in &runnel.commits {
+        table.row(vec![
+            phase.clone(),
+            format::int(*events),
+            format::int(c.commits),
+            format::rate(c.per_second()),
+            format::int(c.events),
+            format!("{:.1}", c.events_per_commit()),
+            format!("{:.1}", *events as f64 / (c.commits as f64).max(1.0)),
+            format::ms(c.mean_sync()),
+        ]);
+    }
     let _ = writeln!(out, "{table}");
 }
 
