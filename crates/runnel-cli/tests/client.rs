@@ -2,9 +2,9 @@
 //! errors come out as the documented exit codes, and subscriptions survive a server restart.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use runnel_client::{
     SubscribeFrom,
 };
 use serde_json::{Value, json};
+use tempfile::TempDir;
 use uuid::Uuid;
 
 /// How long a server may take to start, and a test to wait for any one thing.
@@ -22,23 +23,27 @@ const WAIT: Duration = Duration::from_secs(20);
 /// The server's bootstrap admin key (`RUNNEL_ADMIN_KEY`), which the client and the CLI send.
 const ADMIN_KEY: &str = "client-test-admin-key-0123456789abcdef0123456789";
 
-/// `runnel serve` on a free port of 127.0.0.1 and a data directory of its own; killed on drop.
+/// `runnel serve` on a free port of 127.0.0.1 and a data directory of its own; killed on drop,
+/// and its data directory removed with the last `Server` or [`Server::stop`] result holding it.
 struct Server {
     child: Child,
     base: String,
-    data_dir: PathBuf,
+    data_dir: Arc<TempDir>,
 }
 
 impl Server {
     fn start() -> Self {
-        Self::start_on(&fresh_dir(), "127.0.0.1:0")
+        let data_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
+        Self::start_on(Arc::new(data_dir), "127.0.0.1:0")
     }
 
-    fn start_on(data_dir: &Path, listen: &str) -> Self {
+    fn start_on(data_dir: Arc<TempDir>, listen: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_runnel"))
             .args(["serve", "--listen", listen, "--log-level", "warn"])
+            // Small segments: each is zero-filled on disk, with a spare beside it.
+            .args(["--segment-bytes", "16777216"])
             .arg("--data-dir")
-            .arg(data_dir)
+            .arg(data_dir.path())
             .env_remove("RUNNEL_CONFIG")
             .env_remove("RUNNEL_KEY_PEPPER")
             .env("RUNNEL_ADMIN_KEY", ADMIN_KEY)
@@ -68,7 +73,7 @@ impl Server {
         Self {
             child,
             base: format!("http://{addr}"),
-            data_dir: data_dir.to_owned(),
+            data_dir,
         }
     }
 
@@ -102,10 +107,10 @@ impl Server {
         cli(&self.base, args, Some(stdin))
     }
 
-    fn stop(mut self) -> PathBuf {
+    fn stop(mut self) -> Arc<TempDir> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.data_dir.clone()
+        Arc::clone(&self.data_dir)
     }
 }
 
@@ -114,17 +119,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn fresh_dir() -> PathBuf {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "client-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 fn cli(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
@@ -700,7 +694,7 @@ async fn a_client_subscription_resumes_after_the_server_restarts() {
     // Kill the server under the open subscription and start it again on the same port.
     let listen = server.listen_addr().to_owned();
     let data_dir = server.stop();
-    let restarted = Server::start_on(&data_dir, &listen).ready().await;
+    let restarted = Server::start_on(data_dir, &listen).ready().await;
     let after: Vec<_> = (0..3).map(|n| json_event("After", json!(n))).collect();
     restarted
         .client()

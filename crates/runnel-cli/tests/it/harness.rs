@@ -18,6 +18,19 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef0123456789abcdef";
 
 /// Settings a test server must not pick up from the environment the tests run in.
+/// Test servers write 16 MiB segments instead of the default 64 MiB: a segment and its spare
+/// are zero-filled on disk, and a hundred servers per run at the default size write gigabytes
+/// for nothing. 16 MiB still holds the largest append the default limits allow.
+const TEST_SEGMENT_BYTES: &str = "16777216";
+
+/// Flags after which a test chooses its own engine sizing (or no embedded engine at all).
+const SIZING_FLAGS: [&str; 4] = [
+    "--segment-bytes",
+    "--max-append-bytes",
+    "--max-events-per-append",
+    "--postgres",
+];
+
 const ISOLATED_VARIABLES: [&str; 9] = [
     "RUNNEL_CONFIG",
     "RUNNEL_POSTGRES_URL",
@@ -109,6 +122,12 @@ impl TestServer {
                 "info,runnel_server=debug",
             ])
             .args(args)
+            .args(
+                (!args.iter().any(|arg| SIZING_FLAGS.contains(arg)))
+                    .then_some(["--segment-bytes", TEST_SEGMENT_BYTES])
+                    .into_iter()
+                    .flatten(),
+            )
             .envs(admin_key.map(|key| ("RUNNEL_ADMIN_KEY", key)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
