@@ -965,12 +965,7 @@ async fn subscriptions_to_one_endpoint_share_its_circuit_breaker() {
     );
 
     let paused = server_actions(&server, "SubscriptionPaused").await;
-    let mut names: Vec<&str> = paused
-        .iter()
-        .map(|data| data["target"]["name"].as_str().unwrap_or_default())
-        .collect();
-    names.sort_unstable();
-    assert_eq!(names, ["first", "second"], "{paused:?}");
+    assert_eq!(target_names(&paused), ["first", "second"], "{paused:?}");
     for data in &paused {
         assert_eq!(data["action"], "subscription.paused", "{data}");
         assert_eq!(data["target"]["endpoint"], receiver.url.as_str(), "{data}");
@@ -994,16 +989,7 @@ async fn subscriptions_to_one_endpoint_share_its_circuit_breaker() {
         .post_json("/subscriptions/first/resume", &json!({}))
         .await;
     assert_eq!(code, 200, "{answer}");
-    for name in ["first", "second"] {
-        wait_for_status(
-            &server,
-            name,
-            "both events delivered",
-            Duration::from_secs(15),
-            |s| s["paused"] == false && s["delivered"] == 2,
-        )
-        .await;
-    }
+    wait_until_both_resumed_and_delivered(&server).await;
     let resumed = server_actions(&server, "SubscriptionResumed").await;
     assert_eq!(
         resumed.len(),
@@ -1026,9 +1012,18 @@ async fn one_successful_probe_resumes_every_subscription_on_the_endpoint() {
     let receiver = Receiver::start().await;
     two_subscriptions_paused_by_one_breaker(&server, &receiver).await;
     receiver.answer_always(Answer::Ok);
+    wait_until_both_resumed_and_delivered(&server).await;
+    let resumed = server_actions(&server, "SubscriptionResumed").await;
+    let mut names = target_names(&resumed);
+    names.dedup();
+    assert_eq!(names, ["first", "second"], "{resumed:?}");
+}
+
+/// Waits until the subscriptions `first` and `second` run again and delivered both events.
+async fn wait_until_both_resumed_and_delivered(server: &TestServer) {
     for name in ["first", "second"] {
         wait_for_status(
-            &server,
+            server,
             name,
             "resumed, both events delivered",
             Duration::from_secs(20),
@@ -1036,12 +1031,14 @@ async fn one_successful_probe_resumes_every_subscription_on_the_endpoint() {
         )
         .await;
     }
-    let resumed = server_actions(&server, "SubscriptionResumed").await;
-    let mut names: Vec<&str> = resumed
+}
+
+/// The subscription names of audit records, sorted.
+fn target_names(records: &[Value]) -> Vec<&str> {
+    let mut names: Vec<&str> = records
         .iter()
         .map(|data| data["target"]["name"].as_str().unwrap_or_default())
         .collect();
     names.sort_unstable();
-    names.dedup();
-    assert_eq!(names, ["first", "second"], "{resumed:?}");
+    names
 }
