@@ -1,5 +1,6 @@
 //! The engine's settings, each with a bound and a unit in its name.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use runnel_core::AppendLimits;
@@ -12,6 +13,11 @@ pub struct PostgresConfig {
     /// `postgres://user:password@host:port/database?options=…`, as libpq takes it. A
     /// `search_path` given through `options` puts Runnel's tables in that schema.
     pub url: String,
+    /// The CA certificates (PEM) the server's certificate must chain to. Without it, the
+    /// verifying `sslmode`s (`verify-ca`, `verify-full`) trust the system's roots, and
+    /// `prefer` and `require` check nothing (see the module `tls`). The URL's `sslrootcert`
+    /// says the same; giving both is refused unless they agree.
+    pub ca_cert: Option<PathBuf>,
     /// Connections for reads. The writer and the notification listener have one each besides.
     pub pool_size: usize,
     /// Appends waiting for the writer; beyond that an append is refused as overloaded.
@@ -45,6 +51,7 @@ impl PostgresConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            ca_cert: None,
             pool_size: 16,
             max_queued_appends: 4_096,
             max_batch_events: 4_096,
@@ -116,6 +123,7 @@ impl std::fmt::Debug for PostgresConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresConfig")
             .field("url", &redact_url(&self.url))
+            .field("ca_cert", &self.ca_cert)
             .field("pool_size", &self.pool_size)
             .field("max_queued_appends", &self.max_queued_appends)
             .field("max_batch_events", &self.max_batch_events)

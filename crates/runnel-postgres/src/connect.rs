@@ -6,16 +6,20 @@
 //! any answer a little later ([`PostgresConfig::answer_timeout`]), which covers what the server
 //! cannot: a network that silently stopped delivering. TCP keepalives and `tcp_user_timeout`
 //! make the kernel notice a dead peer too.
+//!
+//! TLS is set up once per store ([`PostgresTls`], see `tls.rs`) and shared by every
+//! connection: the pool's, the writer's, the listener's and the migrator's.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client};
 
 use crate::config::{PostgresConfig, redact_url};
 use crate::error::{PostgresError, store_error, timed_out};
+use crate::tls::{PostgresTls, split_url};
 
 /// What a connection is for; each gets its own session settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,16 +33,41 @@ pub(crate) enum Role {
     Migrator,
 }
 
+/// Where and how one kind of connection connects.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    pub(crate) pg: tokio_postgres::Config,
+    pub(crate) tls: PostgresTls,
+}
+
+/// The TLS every connection of `config` uses: the URL's `sslmode` and `sslrootcert`, and the
+/// CA file of the settings. Reads the CA file (or the system's roots), so build it once.
+pub(crate) fn tls(config: &PostgresConfig) -> Result<PostgresTls, PostgresError> {
+    let split = split_url(&config.url).map_err(|cause| PostgresError::InvalidUrl {
+        url: redact_url(&config.url),
+        cause,
+    })?;
+    PostgresTls::new(
+        split.mode,
+        config.ca_cert.as_deref(),
+        split.root_cert.as_deref(),
+    )
+}
+
 /// The connection settings for `role`, from the URL plus the engine's session settings.
-pub(crate) fn pg_config(
+pub(crate) fn endpoint(
     config: &PostgresConfig,
+    tls: &PostgresTls,
     role: Role,
-) -> Result<tokio_postgres::Config, PostgresError> {
+) -> Result<Endpoint, PostgresError> {
+    let invalid = |cause: String| PostgresError::InvalidUrl {
+        url: redact_url(&config.url),
+        cause,
+    };
+    let split = split_url(&config.url).map_err(invalid)?;
     let mut pg =
-        tokio_postgres::Config::from_str(&config.url).map_err(|e| PostgresError::InvalidUrl {
-            url: redact_url(&config.url),
-            cause: e.to_string(),
-        })?;
+        tokio_postgres::Config::from_str(&split.rest).map_err(|e| invalid(e.to_string()))?;
+    pg.ssl_mode(tls.mode().negotiation());
     let statement_ms = config.statement_timeout_ms;
     let mut settings = match role {
         Role::Reader | Role::Listener => format!("-c statement_timeout={statement_ms}"),
@@ -64,16 +93,19 @@ pub(crate) fn pg_config(
     pg.keepalives_interval(Duration::from_secs(2));
     pg.keepalives_retries(3);
     pg.tcp_user_timeout(config.answer_timeout());
-    Ok(pg)
+    Ok(Endpoint {
+        pg,
+        tls: tls.clone(),
+    })
 }
 
 /// Connects, bounding the whole handshake by the connect timeout, and drives the connection
 /// on its own task. The task ends when the client is dropped or the connection breaks.
 pub(crate) async fn connect(
-    pg: &tokio_postgres::Config,
+    endpoint: &Endpoint,
     timeout: Duration,
 ) -> Result<Client, runnel_core::StoreError> {
-    let connecting = tokio::time::timeout(timeout, pg.connect(NoTls)).await;
+    let connecting = tokio::time::timeout(timeout, endpoint.pg.connect(endpoint.tls.clone())).await;
     let (client, connection) = match connecting {
         Ok(Ok(pair)) => pair,
         Ok(Err(error)) => return Err(store_error("connecting", &error)),
@@ -89,10 +121,10 @@ pub(crate) async fn connect(
 
 /// Connects like [`connect`], and forwards the notifications the connection receives.
 pub(crate) async fn connect_listening(
-    pg: &tokio_postgres::Config,
+    endpoint: &Endpoint,
     timeout: Duration,
 ) -> Result<(Client, mpsc::Receiver<tokio_postgres::Notification>), runnel_core::StoreError> {
-    let connecting = tokio::time::timeout(timeout, pg.connect(NoTls)).await;
+    let connecting = tokio::time::timeout(timeout, endpoint.pg.connect(endpoint.tls.clone())).await;
     let (client, mut connection) = match connecting {
         Ok(Ok(pair)) => pair,
         Ok(Err(error)) => return Err(store_error("connecting", &error)),

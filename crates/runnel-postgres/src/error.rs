@@ -15,6 +15,9 @@ pub enum PostgresError {
     #[error("invalid PostgreSQL engine configuration: {reason}")]
     InvalidConfig { reason: String },
 
+    #[error("invalid TLS settings for PostgreSQL: {reason}")]
+    Tls { reason: String },
+
     #[error("invalid PostgreSQL URL {url}: {cause}")]
     InvalidUrl { url: String, cause: String },
 

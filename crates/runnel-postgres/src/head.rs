@@ -51,7 +51,7 @@ pub(crate) async fn read_head(
 
 #[derive(Debug)]
 pub(crate) struct HeadFollower {
-    pub(crate) pg: tokio_postgres::Config,
+    pub(crate) endpoint: crate::connect::Endpoint,
     pub(crate) schema: String,
     pub(crate) head: Arc<watch::Sender<Option<Position>>>,
     pub(crate) poll_interval: Duration,
@@ -97,7 +97,7 @@ impl HeadFollower {
     /// Connects, listens, and publishes the head as the table has it once LISTEN is in place
     /// (so no commit after that read can go unnoticed).
     pub(crate) async fn listen(&self) -> Result<Listening, String> {
-        let (client, notifications) = connect_listening(&self.pg, self.connect_timeout)
+        let (client, notifications) = connect_listening(&self.endpoint, self.connect_timeout)
             .await
             .map_err(|error| error.to_string())?;
         let setup = async {

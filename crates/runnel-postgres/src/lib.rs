@@ -62,6 +62,13 @@
 //! The tables go in the first schema of the connection's `search_path`, so several Runnel
 //! deployments can share a database in separate schemas (`?options=-csearch_path%3Drunnel`).
 //!
+//! # TLS
+//!
+//! Every connection uses TLS as the URL's `sslmode` says, with libpq's meanings, over rustls
+//! (aws-lc-rs); `verify-ca` and `verify-full` check the server's certificate against
+//! [`PostgresConfig::ca_cert`] (or the URL's `sslrootcert`, or the system's roots). A
+//! certificate that does not pass fails the connection with a message that says so.
+//!
 //! # Why tokio-postgres and deadpool
 //!
 //! tokio-postgres pipelines the statements of a transaction on one connection (the writer's
@@ -78,10 +85,11 @@ mod metrics;
 mod migrate;
 mod rows;
 mod store;
+mod tls;
 mod writer;
 
 pub use config::{PostgresConfig, redact_url};
 pub use error::PostgresError;
 pub use metrics::COMMIT_BUCKETS_MICROS;
-pub use migrate::{MigrationReport, SCHEMA_VERSION, migrate};
+pub use migrate::{MigrationReport, SCHEMA_VERSION, migrate, migrate_with};
 pub use store::PostgresStore;

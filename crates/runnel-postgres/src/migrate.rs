@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use crate::config::{PostgresConfig, redact_url};
-use crate::connect::{Role, connect, pg_config};
+use crate::connect::{Role, connect, endpoint, tls};
 use crate::error::PostgresError;
 
 /// One schema change, applied once per database.
@@ -52,9 +52,15 @@ pub struct MigrationReport {
 /// Creates or upgrades Runnel's tables in the database (and schema) that `url` names. Safe to
 /// run again, and from several processes at once.
 pub async fn migrate(url: &str) -> Result<MigrationReport, PostgresError> {
-    let config = PostgresConfig::new(url);
-    let pg = pg_config(&config, Role::Migrator)?;
-    let mut client = connect(&pg, config.connect_timeout())
+    migrate_with(&PostgresConfig::new(url)).await
+}
+
+/// [`migrate`] with the connection settings of `config` (its URL, TLS and connect timeout).
+pub async fn migrate_with(config: &PostgresConfig) -> Result<MigrationReport, PostgresError> {
+    let url = config.url.as_str();
+    let tls = tls(config)?;
+    let migrator = endpoint(config, &tls, Role::Migrator)?;
+    let mut client = connect(&migrator, config.connect_timeout())
         .await
         .map_err(|error| PostgresError::Unreachable {
             url: redact_url(url),

@@ -13,11 +13,10 @@ use runnel_core::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use crate::config::{PostgresConfig, redact_url};
-use crate::connect::{Role, connect, pg_config};
+use crate::connect::{Endpoint, Role, connect, endpoint, tls};
 use crate::error::{PostgresError, pool_error, store_error, timed_out};
 use crate::head::{HeadFollower, read_head};
 use crate::metrics::WriterStats;
@@ -63,7 +62,8 @@ impl PostgresStore {
     /// tokio runtime, which then runs them.
     pub async fn open(config: PostgresConfig) -> Result<Self, PostgresError> {
         config.validate()?;
-        let reader = pg_config(&config, Role::Reader)?;
+        let tls = tls(&config)?;
+        let reader = endpoint(&config, &tls, Role::Reader)?;
         let unreachable = |error: StoreError| PostgresError::Unreachable {
             url: redact_url(&config.url),
             cause: error.to_string(),
@@ -90,7 +90,7 @@ impl PostgresStore {
         let reconnect_backoff = Duration::from_millis(config.reconnect_backoff_ms);
         let writer = Writer::new(
             WriterSettings {
-                pg: pg_config(&config, Role::Writer)?,
+                endpoint: endpoint(&config, &tls, Role::Writer)?,
                 schema: schema.clone(),
                 connect_timeout: config.connect_timeout(),
                 answer_timeout: config.answer_timeout(),
@@ -102,7 +102,7 @@ impl PostgresStore {
             Arc::clone(&stats),
         );
         let follower = HeadFollower {
-            pg: pg_config(&config, Role::Listener)?,
+            endpoint: endpoint(&config, &tls, Role::Listener)?,
             schema: schema.clone(),
             head: head_sender,
             poll_interval: Duration::from_millis(config.head_poll_interval_ms),
@@ -137,13 +137,10 @@ impl PostgresStore {
         })
     }
 
-    fn pool(
-        config: &PostgresConfig,
-        reader: tokio_postgres::Config,
-    ) -> Result<Pool, PostgresError> {
+    fn pool(config: &PostgresConfig, reader: Endpoint) -> Result<Pool, PostgresError> {
         let manager = Manager::from_config(
-            reader,
-            NoTls,
+            reader.pg,
+            reader.tls,
             ManagerConfig {
                 // A connection the server closed is noticed by its task and dropped on
                 // recycling; one that fails mid-query is reported as unavailable and dropped.

@@ -84,7 +84,7 @@ struct WriterConnection {
 /// What the writer needs to know, fixed at open.
 #[derive(Debug, Clone)]
 pub(crate) struct WriterSettings {
-    pub(crate) pg: tokio_postgres::Config,
+    pub(crate) endpoint: crate::connect::Endpoint,
     pub(crate) schema: String,
     pub(crate) connect_timeout: Duration,
     pub(crate) answer_timeout: Duration,
@@ -274,7 +274,7 @@ impl Writer {
     }
 
     async fn open_connection(&self) -> Result<WriterConnection, StoreError> {
-        let client = connect(&self.settings.pg, self.settings.connect_timeout).await?;
+        let client = connect(&self.settings.endpoint, self.settings.connect_timeout).await?;
         let preparing = async {
             futures::try_join!(
                 client.prepare(LOCK_HEAD),
