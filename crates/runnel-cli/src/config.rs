@@ -27,6 +27,10 @@ pub(crate) struct ServeConfig {
     /// `data_dir`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) postgres_url: Option<String>,
+    /// The CA certificates (PEM) PostgreSQL's certificate must chain to; without it the
+    /// verifying `sslmode`s trust the system's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) postgres_ca_cert: Option<PathBuf>,
     /// PostgreSQL connections for reads (the writer and the listener have one each besides).
     pub(crate) postgres_pool_size: usize,
     /// Opening a PostgreSQL connection, TLS and authentication included.
@@ -96,6 +100,7 @@ impl Default for ServeConfig {
         Self {
             data_dir: PathBuf::from("./runnel-data"),
             postgres_url: None,
+            postgres_ca_cert: None,
             postgres_pool_size: postgres.pool_size,
             postgres_connect_timeout_ms: postgres.connect_timeout_ms,
             postgres_statement_timeout_ms: postgres.statement_timeout_ms,
@@ -254,6 +259,9 @@ impl ServeConfig {
                 );
             }
         }
+        if let Some(path) = &self.postgres_ca_cert {
+            check_ca_cert(path)?;
+        }
         Ok(())
     }
 
@@ -268,6 +276,7 @@ impl ServeConfig {
             connect_timeout_ms: self.postgres_connect_timeout_ms,
             statement_timeout_ms: self.postgres_statement_timeout_ms,
             pool_wait_timeout_ms: self.postgres_pool_wait_timeout_ms,
+            ca_cert: self.postgres_ca_cert.clone(),
             ..runnel_postgres::PostgresConfig::new(url)
         })
     }
@@ -291,6 +300,19 @@ impl ServeConfig {
             segment_bytes: self.segment_bytes,
             ..runnel_embedded::EngineConfig::default()
         }
+    }
+}
+
+/// A CA file that cannot be read is refused by its setting's name before anything connects
+/// (what it holds is checked when the engine loads it).
+pub(crate) fn check_ca_cert(path: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => anyhow::bail!("postgres_ca_cert {} is not a file", path.display()),
+        Err(error) => anyhow::bail!(
+            "postgres_ca_cert {} cannot be read: {error}",
+            path.display()
+        ),
     }
 }
 
@@ -431,6 +453,34 @@ mod tests {
         let error = ServeConfig::load(Some(file.path()), &none).expect_err("zero");
         assert!(
             format!("{error:#}").contains("postgres_pool_wait_timeout_ms"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn the_postgres_ca_file_reaches_the_engine_and_a_missing_one_is_refused_by_name() {
+        let ca = tempfile::NamedTempFile::new().expect("temp file");
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(
+            file,
+            "postgres_url = \"postgres://db/runnel?sslmode=verify-full\"\npostgres_ca_cert = {:?}",
+            ca.path().display().to_string()
+        )
+        .expect("write");
+        let none = PostgresOverrides {
+            postgres_url: None,
+            postgres_pool_size: None,
+            postgres_statement_timeout_ms: None,
+        };
+        let config = ServeConfig::load(Some(file.path()), &none).expect("loads");
+        let postgres = config.postgres().expect("a URL is set");
+        assert_eq!(postgres.ca_cert.as_deref(), Some(ca.path()));
+
+        let mut missing = tempfile::NamedTempFile::new().expect("temp file");
+        writeln!(missing, "postgres_ca_cert = \"/nonexistent/ca.crt\"").expect("write");
+        let error = ServeConfig::load(Some(missing.path()), &none).expect_err("missing");
+        assert!(
+            format!("{error:#}").contains("postgres_ca_cert /nonexistent/ca.crt"),
             "{error:#}"
         );
     }

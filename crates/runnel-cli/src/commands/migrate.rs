@@ -1,5 +1,6 @@
 //! `runnel migrate`: create or upgrade Runnel's tables in PostgreSQL.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -13,13 +14,25 @@ pub(crate) struct MigrateArgs {
     /// (`?options=-c%20search_path%3Drunnel`) puts the tables in that schema.
     #[arg(long = "postgres", env = "RUNNEL_POSTGRES_URL", value_name = "URL")]
     postgres_url: String,
+
+    /// The CA certificates (PEM) PostgreSQL's certificate must chain to (see `runnel serve
+    /// --help`); without it the verifying `sslmode`s trust the system's roots.
+    #[arg(long, env = "RUNNEL_POSTGRES_CA_CERT", value_name = "FILE")]
+    postgres_ca_cert: Option<PathBuf>,
 }
 
 /// Applies every missing migration in one transaction; running it again, or from several
 /// machines at once, finds the work done and changes nothing. Exit 0 when the schema is at
 /// this version of Runnel, 2 when it could not be brought there.
 pub(crate) async fn run(args: MigrateArgs) -> CommandResult {
-    let report = runnel_postgres::migrate(&args.postgres_url)
+    if let Some(path) = &args.postgres_ca_cert {
+        crate::config::check_ca_cert(path).context("invalid configuration")?;
+    }
+    let config = runnel_postgres::PostgresConfig {
+        ca_cert: args.postgres_ca_cert,
+        ..runnel_postgres::PostgresConfig::new(args.postgres_url.as_str())
+    };
+    let report = runnel_postgres::migrate_with(&config)
         .await
         .context("the migration failed")?;
     println!("{}", describe(&report, &redact_url(&args.postgres_url)));

@@ -37,6 +37,13 @@ pub(crate) struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     postgres_url: Option<String>,
 
+    /// The CA certificates (PEM) PostgreSQL's certificate must chain to, for
+    /// `sslmode=verify-ca` or `verify-full` in the URL (also checked, chain only, with
+    /// `prefer` and `require`); without it the system's roots are trusted.
+    #[arg(long, env = "RUNNEL_POSTGRES_CA_CERT", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postgres_ca_cert: Option<PathBuf>,
+
     #[arg(help = with_default("PostgreSQL connections for reads, per node; the writer and the listener take one each besides", ServeConfig::default().postgres_pool_size))]
     #[arg(long, env = "RUNNEL_POSTGRES_POOL_SIZE", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -11,6 +11,7 @@ mod limits;
 mod operations;
 mod postgres;
 mod postgres_failover;
+mod postgres_tls;
 mod shutdown;
 mod streams;
 mod subscribe;

@@ -373,16 +373,18 @@ async fn postgres_group_leases_of_a_node_killed_with_9_are_delivered_by_the_othe
 /// A PostgreSQL cluster of the test's own, in a temporary directory on a free port; stopped
 /// (immediately) when dropped. As root, its programs run as the `postgres` user, since
 /// PostgreSQL refuses to run as root.
-struct PrivateCluster {
+pub(crate) struct PrivateCluster {
     bin_dir: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
     run_as: Option<&'static str>,
+    /// Server settings of the test's own (`-c name=value …`), added at every start.
+    settings: String,
 }
 
 impl PrivateCluster {
     /// The newest `/usr/lib/postgresql/<version>/bin` with initdb and pg_ctl.
-    fn bin_dir() -> Option<PathBuf> {
+    pub(crate) fn bin_dir() -> Option<PathBuf> {
         let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?
             .filter_map(Result::ok)
@@ -398,6 +400,14 @@ impl PrivateCluster {
     }
 
     fn start(bin_dir: PathBuf) -> Self {
+        let cluster = Self::initialised(bin_dir);
+        cluster.start_again();
+        cluster
+    }
+
+    /// A cluster created but not started yet, so that files it needs (a certificate) can be
+    /// put in [`Self::dir`] first; start it with [`Self::start_with`].
+    pub(crate) fn initialised(bin_dir: PathBuf) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let run_as = is_root().then_some("postgres");
         if let Some(user) = run_as {
@@ -417,6 +427,7 @@ impl PrivateCluster {
             dir,
             port,
             run_as,
+            settings: String::new(),
         };
         let data = cluster.data_dir();
         cluster.run(
@@ -432,16 +443,43 @@ impl PrivateCluster {
                 "--no-sync",
             ],
         );
-        cluster.start_again();
         cluster
+    }
+
+    /// Starts the cluster with `settings` (`-c name=value …`) besides the usual ones.
+    pub(crate) fn start_with(&mut self, settings: &str) {
+        self.settings = settings.to_owned();
+        self.start_again();
+    }
+
+    /// The cluster's own temporary directory (its data directory is inside).
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Makes `path` the server's own, as PostgreSQL wants of its key file.
+    pub(crate) fn give_to_server(&self, path: &Path) {
+        if let Some(user) = self.run_as {
+            let status = Command::new("chown")
+                .arg(user)
+                .arg(path)
+                .status()
+                .expect("chown runs");
+            assert!(status.success(), "cannot give {} to {user}", path.display());
+        }
     }
 
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("cluster")
     }
 
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    /// `host:port` of the server.
+    pub(crate) fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("postgres://postgres@{}/postgres", self.address())
     }
 
     /// Starts the (stopped) cluster and waits until it accepts connections.
@@ -450,9 +488,10 @@ impl PrivateCluster {
         // a commit wrote is in the kernel's cache either way; the test runs faster for it.
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60 \
-             -c shared_buffers=16MB",
+             -c shared_buffers=16MB {}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.settings
         );
         let log = self.dir.path().join("postgres.log");
         self.run(
@@ -527,7 +566,7 @@ impl Drop for PrivateCluster {
     }
 }
 
-fn path_str(path: &Path) -> &str {
+pub(crate) fn path_str(path: &Path) -> &str {
     path.to_str().expect("temporary paths are UTF-8")
 }
 
