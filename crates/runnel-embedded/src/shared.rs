@@ -1,5 +1,6 @@
 //! The state the writer thread and the readers share.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,7 @@ use tokio::sync::watch;
 use crate::config::EngineConfig;
 use crate::index::Index;
 use crate::io::StorageIo;
+use crate::log::reader::Location;
 use crate::log::segment::Segments;
 
 #[derive(Debug)]
@@ -20,9 +22,9 @@ pub(crate) struct Shared {
     pub(crate) index: Index,
     pub(crate) segments: Segments,
     pub(crate) config: EngineConfig,
-    /// The last durable and indexed position: `$all` readers never read past it, and followers
-    /// wake when it moves. The indexer holds the sending side, so followers learn that the store
-    /// closed when the write pipeline stops.
+    /// The last durable position: `$all` readers never read past it, and followers wake when
+    /// it moves. The writer holds the sending side and moves it after each fdatasync, before it
+    /// acknowledges; followers learn that the store closed when the writer stops.
     pub(crate) head: watch::Receiver<Option<Position>>,
     poison: Mutex<Option<String>>,
     pub(crate) stats: EngineStats,
@@ -35,6 +37,10 @@ pub(crate) struct Shared {
     /// fdatasync and before it acknowledges the batch's appends, so every acknowledged event
     /// lies below it.
     pub(crate) synced_next: AtomicU64,
+    /// Where the synced batches that the index does not hold yet start, oldest first: an
+    /// `$all` read that starts there needs no index. The writer adds a batch before it moves
+    /// the head; the indexer removes it after `indexed_next` has passed it.
+    unindexed: Mutex<VecDeque<(Position, Location)>>,
 }
 
 impl Shared {
@@ -59,13 +65,61 @@ impl Shared {
             indexed_next: AtomicU64::new(indexed_next.0),
             indexed: watch::Sender::new(indexed_next.0),
             synced_next: AtomicU64::new(indexed_next.0),
+            unindexed: Mutex::new(VecDeque::new()),
         }
     }
 
-    /// Records the indexer's progress and wakes the readers waiting for it.
+    /// Records where a synced batch starts, until the index holds it.
+    pub(crate) fn add_unindexed(&self, first: Position, at: Location) {
+        self.lock_unindexed().push_back((first, at));
+    }
+
+    fn lock_unindexed(&self) -> std::sync::MutexGuard<'_, VecDeque<(Position, Location)>> {
+        self.unindexed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where the batch holding `position` starts, for a position at or below the head: from the
+    /// batches not yet indexed, or from the index.
+    pub(crate) fn batch_containing(&self, position: Position) -> Result<Location, StoreError> {
+        loop {
+            // Read before the index snapshot: the indexer publishes its progress after its
+            // commit, so a snapshot begun now holds every position below this.
+            let indexed = self.indexed_next.load(Ordering::Acquire);
+            if position.0 < indexed {
+                return match self.index.reader()?.batch_containing(position)? {
+                    Some((_, at)) => Ok(at),
+                    None => Err(StoreError::Index {
+                        action: "reading $all".to_owned(),
+                        cause: format!("no indexed batch holds position {position}"),
+                    }),
+                };
+            }
+            let found = self
+                .lock_unindexed()
+                .iter()
+                .rev()
+                .find(|(first, _)| *first <= position)
+                .map(|(_, at)| *at);
+            if let Some(at) = found {
+                return Ok(at);
+            }
+            // The indexer took the batch out of the list after indexing it: the index has it.
+        }
+    }
+
+    /// Records the indexer's progress, wakes the readers waiting for it, and forgets the
+    /// batches the index now holds.
     pub(crate) fn publish_indexed(&self, next: Position) {
         self.indexed_next.store(next.0, Ordering::Release);
         self.indexed.send_replace(next.0);
+        let mut unindexed = self.lock_unindexed();
+        while let Some((first, _)) = unindexed.front()
+            && *first < next
+        {
+            unindexed.pop_front();
+        }
     }
 
     /// Waits until the index holds every event acknowledged before this call.

@@ -203,13 +203,21 @@ impl EmbeddedStore {
         }
     }
 
-    /// Runs a blocking read on tokio's blocking pool, once the index holds every append
-    /// acknowledged before the call.
+    /// Runs a blocking read of the index on tokio's blocking pool, once the index holds every
+    /// append acknowledged before the call.
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         self.shared.caught_up().await?;
+        self.read_log(read).await
+    }
+
+    /// Runs a blocking read on tokio's blocking pool, without waiting for the index.
+    async fn read_log<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || read(&shared))
             .await
@@ -321,13 +329,7 @@ fn read_all_blocking(
     if from > last {
         return Ok(empty(head));
     }
-    let reader = shared.index.reader()?;
-    let Some((_, location)) = reader.batch_containing(from)? else {
-        return Err(StoreError::Index {
-            action: "reading $all".to_owned(),
-            cause: format!("no indexed batch holds position {from}"),
-        });
-    };
+    let location = shared.batch_containing(from)?;
     let segment = shared
         .segments
         .get(location.segment)
@@ -492,7 +494,9 @@ impl Store for EmbeddedStore {
         limit: usize,
     ) -> Result<AllSlice, StoreError> {
         let filter = filter.clone();
-        self.read(move |shared| read_all_blocking(shared, from, &filter, limit))
+        // `$all` reads the log up to the durable head and finds its first batch without the
+        // index where the index does not have it yet: no wait for the indexer.
+        self.read_log(move |shared| read_all_blocking(shared, from, &filter, limit))
             .await
     }
 

@@ -7,10 +7,11 @@
 //! touches) is shared by all the batches that queued up behind it.
 //!
 //! The writer acknowledges a batch's appends once the batch is synced, before it gets here: the
-//! log is the truth, and recovery re-indexes whatever the index lacks after a crash. Reads wait
-//! for the index to hold what was synced when they began (`Shared::caught_up`), so an
-//! acknowledged append is always read back. The head that followers watch moves only after the
-//! index commit: a follower that sees the head finds the events in the index.
+//! log is the truth, and recovery re-indexes whatever the index lacks after a crash. `$all`
+//! reads need the index only to find where a batch starts, and the writer keeps that for the
+//! batches not yet indexed (`Shared::batch_containing`); the other reads wait for the index to
+//! hold what was synced when they began (`Shared::caught_up`). Either way an acknowledged
+//! append is always read back.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -20,7 +21,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use runnel_core::{Position, StoreError};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::index::{IndexUpdate, StreamHead};
 use crate::shared::Shared;
@@ -37,11 +38,7 @@ pub(crate) enum IndexerCommand {
 }
 
 /// The indexer thread's body.
-pub(crate) fn run(
-    shared: Arc<Shared>,
-    head: watch::Sender<Option<Position>>,
-    work: Receiver<IndexerCommand>,
-) {
+pub(crate) fn run(shared: Arc<Shared>, work: Receiver<IndexerCommand>) {
     let mut last_durable = Instant::now();
     let interval = Duration::from_millis(shared.config.index_durable_interval_ms);
     let mut index_failed: Option<String> = None;
@@ -50,7 +47,6 @@ pub(crate) fn run(
             Ok(IndexerCommand::Index(first)) => first,
             Ok(IndexerCommand::Close(done)) => {
                 finish(&shared);
-                drop(head);
                 let _ = done.send(());
                 return;
             }
@@ -87,8 +83,6 @@ pub(crate) fn run(
                 if durable {
                     last_durable = Instant::now();
                 }
-                // The head first: a read woken by the index's progress reads `$all` up to it.
-                head.send_replace(Some(Position(update.next_position.0 - 1)));
                 shared.publish_indexed(update.next_position);
             }
             // The batches are acknowledged and durable in the log, but unreadable until a
@@ -100,7 +94,6 @@ pub(crate) fn run(
         }
         if let Some(done) = close {
             finish(&shared);
-            drop(head);
             let _ = done.send(());
             return;
         }

@@ -79,6 +79,8 @@ pub(crate) struct Writer {
     /// What synced batches that the indexer has not yet indexed changed.
     inflight: Inflight,
     head_cache: HeadCache,
+    /// The last durable position, for followers; dropped when the writer stops.
+    head: Option<watch::Sender<Option<Position>>>,
 }
 
 /// The heads of recently written or checked streams. Only the writer changes stream heads, so
@@ -163,7 +165,7 @@ impl Writer {
         let indexer_shared = Arc::clone(&shared);
         let indexer = std::thread::Builder::new()
             .name("runnel-indexer".to_owned())
-            .spawn(move || indexer::run(indexer_shared, head, work))
+            .spawn(move || indexer::run(indexer_shared, work))
             .map_err(|e| StoreError::io("starting the indexer thread", e))?;
         let mut writer = Self {
             shared,
@@ -178,6 +180,7 @@ impl Writer {
                 ..Inflight::default()
             },
             head_cache: HeadCache::default(),
+            head: Some(head),
         };
         writer.prepare_spare();
         Ok(writer)
@@ -243,8 +246,8 @@ impl Writer {
         let _ = done.send(());
     }
 
-    /// Lets the indexer finish what is queued (it makes the index durable and closes the head),
-    /// and waits for it: the index must be released before the directory can be opened again.
+    /// Lets the indexer finish what is queued (it makes the index durable), waits for it (the
+    /// index must be released before the directory can be opened again), and closes the head.
     fn finish(&mut self) {
         let (done, finished) = oneshot::channel();
         if self.to_indexer.send(IndexerCommand::Close(done)).is_ok() {
@@ -255,6 +258,8 @@ impl Writer {
         {
             tracing::error!("the indexer thread panicked");
         }
+        // Followers see the head close: the store writes nothing more.
+        self.head = None;
         self.remove_spare();
     }
 
@@ -320,9 +325,10 @@ impl Writer {
         }
     }
 
-    /// Writes and syncs `batch`, answers its appends, then hands it to the indexer. An append
-    /// is acknowledged once it is durable in the log; readers wait for the index to catch up
-    /// (see `Shared::caught_up`). On failure the engine is poisoned and every append of the
+    /// Writes and syncs `batch`, moves the head, answers its appends, then hands the batch to
+    /// the indexer. An append is acknowledged once it is durable in the log: `$all` readers read
+    /// the log up to the head without the index, and the other reads wait for the index to
+    /// catch up (see `Shared::caught_up`). On failure the engine is poisoned and every append of the
     /// batch fails (errors found by the checks stay as they are).
     fn flush(&mut self, batch: Batch) -> Result<(), StoreError> {
         let Batch {
@@ -355,9 +361,17 @@ impl Writer {
                 cause: error.to_string(),
             });
         }
+        // In this order: a reader that sees the head finds where the batch starts, and every
+        // acknowledged event is below both the head and `synced_next`.
+        if let Some((first, at)) = index.batches.last() {
+            self.shared.add_unindexed(*first, *at);
+        }
         self.shared
             .synced_next
             .store(next_position.0, Ordering::Release);
+        if let Some(head) = &self.head {
+            head.send_replace(Some(Position(next_position.0 - 1)));
+        }
         for (reply, outcome) in replies {
             let _ = reply.send(outcome);
         }
