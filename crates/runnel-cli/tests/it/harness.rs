@@ -31,17 +31,13 @@ const SIZING_FLAGS: [&str; 4] = [
     "--postgres",
 ];
 
-const ISOLATED_VARIABLES: [&str; 9] = [
-    "RUNNEL_CONFIG",
-    "RUNNEL_POSTGRES_URL",
-    "RUNNEL_ADMIN_KEY",
-    "RUNNEL_ADMIN_KEY_FILE",
-    "RUNNEL_KEY_PEPPER",
-    "RUNNEL_KEY_PEPPER_FILE",
-    "RUNNEL_INSECURE",
-    "RUNNEL_METRICS_PUBLIC",
-    "RUNNEL_API_KEY",
-];
+/// Every `RUNNEL_*` variable of the environment the tests run in: a test server must not pick
+/// up a developer's settings (a data directory, a database URL, a key), so none reaches it.
+fn isolated_variables() -> impl Iterator<Item = String> {
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .filter(|name| name.starts_with("RUNNEL_"))
+}
 
 pub(crate) struct TestServer {
     child: Child,
@@ -108,7 +104,7 @@ impl TestServer {
         let log = std::fs::File::create(&log_file).expect("log file");
         let spawned = Instant::now();
         let mut command = Command::new(env!("CARGO_BIN_EXE_runnel"));
-        for variable in ISOLATED_VARIABLES {
+        for variable in isolated_variables() {
             command.env_remove(variable);
         }
         let mut child = command
