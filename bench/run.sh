@@ -123,12 +123,12 @@ previous_section() {
 {
   echo "# Benchmark results"
   echo
-  echo "Produced by \`bench/run.sh\` on $(nproc) cores, $(uname -sr), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM."
+  echo "Produced by \`bench/run.sh\` on a machine with $(nproc) cores, $(uname -sr), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM."
   echo "Each part below says when it ran, from which build, and the load average before it; the"
   echo "latest run was \`bench/run.sh $part\` on $(date -u '+%Y-%m-%d %H:%M UTC')."
   echo "The machine was **shared** with other work (builds and tests) while these ran, and each"
   echo "table shows the CPU the rest of the machine used during each phase (\"others\", in"
-  echo "cores). Figures are from one run; the ratios to the machine's own limits and to the"
+  echo "cores). Each part's figures are from one run; the ratios to the machine's own limits and to the"
   echo "peers, measured in the same run, are what carry over to another machine."
   echo
   for p in "${parts[@]}"; do
