@@ -10,6 +10,10 @@ mod http;
 mod latency;
 mod payload;
 
+/// The allocator the `runnel` binary ships with, so the in-process engine figures match it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
