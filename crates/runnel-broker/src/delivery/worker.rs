@@ -1,6 +1,7 @@
 //! The delivery worker of one webhook group.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use runnel_core::RecordedEvent;
@@ -22,6 +23,11 @@ use super::telemetry;
 /// How a pause by the circuit breaker reads in the group's status; the worker resumes only
 /// pauses that start with it (never one a person or a 410 asked for).
 pub const CIRCUIT_PAUSE_PREFIX: &str = "circuit open";
+
+/// How many times `max_in_flight` events a worker keeps leased: the requests out, and the
+/// next ones, leased while those are out so that each request that ends is followed at once
+/// by another, without waiting for a lease to be committed.
+const LEASE_AHEAD: usize = 2;
 
 /// How long the worker waits before trying again after its group could not be read.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -48,15 +54,22 @@ struct Shared {
     audit: Arc<dyn AuditTrail>,
     webhook: WebhookDelivery,
     breaker: Arc<EndpointBreaker>,
-    permits: Arc<Semaphore>,
+    /// Events leased and not yet acknowledged (or rejected): up to [`LEASE_AHEAD`] times
+    /// `max_in_flight`, so that the next requests are leased while these are out.
+    leases: Arc<Semaphore>,
+    /// Requests out to the endpoint: `max_in_flight`.
+    requests: Arc<Semaphore>,
     max_in_flight: usize,
+    /// Bumped when an answer of the endpoint pauses the group: events leased before that
+    /// and still waiting for their turn are given back instead of sent.
+    halts: AtomicU64,
 }
 
 impl Shared {
     fn report_in_flight(&self) {
         let busy = self
             .max_in_flight
-            .saturating_sub(self.permits.available_permits());
+            .saturating_sub(self.requests.available_permits());
         telemetry::in_flight(&self.name, busy);
     }
 
@@ -139,8 +152,10 @@ impl Worker {
             audit: Arc::clone(&self.audit),
             webhook,
             breaker: Arc::clone(&self.breaker),
-            permits: Arc::new(Semaphore::new(max_in_flight)),
+            leases: Arc::new(Semaphore::new(max_in_flight.saturating_mul(LEASE_AHEAD))),
+            requests: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
+            halts: AtomicU64::new(0),
         });
         let mut breaker_changes = self.breaker.subscribe();
         let mut attempts: JoinSet<()> = JoinSet::new();
@@ -223,9 +238,13 @@ impl Worker {
                     continue;
                 }
             }
-            let wanted = if probe.is_some() { 1 } else { max_in_flight };
+            let wanted = if probe.is_some() {
+                1
+            } else {
+                max_in_flight.saturating_mul(LEASE_AHEAD)
+            };
             let permits = tokio::select! {
-                permits = take_permits(&shared.permits, wanted) => permits,
+                permits = take_permits(&shared.leases, wanted) => permits,
                 _ = self.shutdown.wait_for(|down| *down) => return,
             };
             let Some(mut permits) = permits else { return };
@@ -233,6 +252,7 @@ impl Worker {
                 // An attempt that ended while this waited for a permit opened the breaker.
                 continue;
             }
+            let halts = shared.halts.load(Ordering::Acquire);
             let received = tokio::select! {
                 received = self.groups.receive(&self.name, ConsumerKind::Webhook, permits.len(), poll_wait) => received,
                 _ = self.shutdown.wait_for(|down| *down) => return,
@@ -261,12 +281,8 @@ impl Worker {
             let mut probe = probe;
             for message in messages {
                 let Some(permit) = permits.pop() else { break };
-                let admission = match probe.take() {
-                    Some(probe) => Ok(probe),
-                    None => self.breaker.admit(Instant::now()),
-                };
                 let shared = Arc::clone(&shared);
-                attempts.spawn(attempt(shared, message, admission, permit));
+                attempts.spawn(attempt(shared, message, probe.take(), permit, halts));
             }
             drop(permits);
             shared.report_in_flight();
@@ -306,6 +322,9 @@ async fn take_permits(
     wanted: usize,
 ) -> Option<Vec<OwnedSemaphorePermit>> {
     let first = Arc::clone(semaphore).acquire_owned().await.ok()?;
+    // Acks are committed together, so the attempts they answer end together: let the others
+    // give their permits back too, and lease for all of them in one receive.
+    tokio::task::yield_now().await;
     let mut permits = vec![first];
     while permits.len() < wanted {
         match Arc::clone(semaphore).try_acquire_owned() {
@@ -316,15 +335,36 @@ async fn take_permits(
     Some(permits)
 }
 
-/// Delivers one leased event and acks or nacks it.
+/// Delivers one leased event (as `probe`, when given) once a request may go out, and acks or
+/// nacks it. `lease` is held until the ack or nack is durable.
 async fn attempt(
     shared: Arc<Shared>,
     message: ReceivedMessage,
-    admission: Result<Ticket, Option<Instant>>,
-    permit: OwnedSemaphorePermit,
+    probe: Option<Ticket>,
+    lease: OwnedSemaphorePermit,
+    halts: u64,
 ) {
     let receipt = [message.receipt.to_string()];
     let name = &shared.name;
+    // Never closed: the worker that owns it outlives its attempts.
+    let Ok(request) = Arc::clone(&shared.requests).acquire_owned().await else {
+        return;
+    };
+    if shared.halts.load(Ordering::Acquire) != halts {
+        // The endpoint paused the group while this waited for its turn: give it back
+        // unsent (no error: nothing was tried), to go when the group is resumed.
+        drop(request);
+        nack(&shared, &receipt, 0, None).await;
+        drop(lease);
+        return;
+    }
+    shared.report_in_flight();
+    // Asked only now, when the request would go: the breaker may have opened while this
+    // waited for its turn.
+    let admission = match probe {
+        Some(probe) => Ok(probe),
+        None => shared.breaker.admit(Instant::now()),
+    };
     let ticket = match admission {
         Ok(ticket) => ticket,
         Err(_) => {
@@ -333,9 +373,10 @@ async fn attempt(
             // receives while the breaker is open, and a delay until the end of the cool-down
             // would outlast a person's resume or a probe that closes the breaker. No error is
             // recorded: nothing was sent, and the last real one stays the event's last error.
-            nack(&shared, &receipt, 0, None).await;
-            drop(permit);
+            drop(request);
             shared.report_in_flight();
+            nack(&shared, &receipt, 0, None).await;
+            drop(lease);
             return;
         }
     };
@@ -348,6 +389,9 @@ async fn attempt(
     )
     .await;
     let seconds = started.elapsed().as_secs_f64();
+    // The endpoint is done with this request: the next may go while this one is recorded.
+    drop(request);
+    shared.report_in_flight();
     match result {
         AttemptResult::Delivered => {
             ticket.record(Outcome::Success, None, Instant::now());
@@ -373,6 +417,7 @@ async fn attempt(
                 format!("the endpoint answered {error}; resume the subscription to deliver again");
             tracing::warn!(group = %name, endpoint = %shared.breaker.key(), "the webhook endpoint answered 410 Gone; pausing the subscription");
             // Pause first, so that the event given back is not handed out again at once.
+            shared.halts.fetch_add(1, Ordering::AcqRel);
             shared.pause(&reason).await;
             nack(&shared, &receipt, 0, Some(&error)).await;
         }
@@ -396,8 +441,7 @@ async fn attempt(
             }
         }
     }
-    drop(permit);
-    shared.report_in_flight();
+    drop(lease);
 }
 
 async fn nack(shared: &Shared, receipt: &[String], delay_ms: u64, error: Option<&str>) {

@@ -15,6 +15,18 @@
 //! nodes never hand out the same lease, without locks in the database. On one node, a
 //! group's changes go through one async mutex, so they rarely conflict at all.
 //!
+//! # Group commit
+//!
+//! Receives, acks and nacks are not written one append each. They queue on the group's cell,
+//! and one committer task at a time takes everything queued, decides each operation in order
+//! against the projection (applying its records before deciding the next, so that two
+//! receives never lease the same event and an ack after a receive sees its leases), appends
+//! all the records in one `append_system` under the revision the projection was at, and
+//! answers each operation only once that append is durable. Whatever arrives while the
+//! append is on its way goes in the next one: under load, a commit carries many operations.
+//! The state machine stays pure; only the projection runs ahead of the stream for the length
+//! of one append, and it is read again from the stream if that append fails or conflicts.
+//!
 //! A conflict only reveals what another node did when this one tries to write. Changes that
 //! make events due without this node writing (another node's nack, expiry or replay) are read
 //! when a commit wakes a long poll, which every append to the state stream does, and otherwise
@@ -32,17 +44,17 @@
 //! with [`GroupService::list`] and [`GroupService::changes`], and stops a failing endpoint's
 //! group with [`GroupService::pause`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use runnel_core::{
-    AllFilter, AppendRequest, Direction, ExpectedRevision, MAX_PAGE_LIMIT, Position, RecordedEvent,
-    Revision, Store, StoreError, StreamName,
+    AllFilter, AppendRequest, Direction, ExpectedRevision, MAX_PAGE_LIMIT, Position, ProposedEvent,
+    RecordedEvent, Revision, Store, StoreError, StreamName,
 };
 use serde_json::Value;
-use tokio::sync::{Mutex, OwnedMutexGuard, watch};
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot, watch};
 use tokio::time::Instant;
 
 use super::config::{Delivery, GroupConfig, SecretSource, Start};
@@ -60,6 +72,8 @@ const READ_PAGE_EVENTS: usize = 256;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the sweeper reads what other nodes wrote to the groups it holds.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+/// Operations one commit decides at most (more wait for the next).
+const MAX_OPERATIONS_PER_COMMIT: usize = 256;
 /// The largest snapshot part, in bytes, whatever the store allows.
 const MAX_SNAPSHOT_PART_BYTES: usize = 256 * 1024;
 
@@ -209,6 +223,59 @@ struct Cell {
     name: GroupName,
     stream: StreamName,
     runtime: Arc<Mutex<Runtime>>,
+    /// Receives, acks and nacks waiting to be decided and committed together.
+    queue: StdMutex<Queue>,
+    /// The configuration as this node last read or wrote it (`None`: not loaded, or the group
+    /// does not exist): what requests check access against without waiting for a commit.
+    config: StdMutex<Option<Arc<GroupConfig>>>,
+}
+
+impl Cell {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A panic while holding this lock leaves a queue that is still consistent.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The operations waiting for the group's committer, and whether one is running.
+#[derive(Default)]
+struct Queue {
+    pending: VecDeque<Pending>,
+    /// A committer task is running: it takes whatever is queued before it stops.
+    committing: bool,
+}
+
+/// One operation waiting for the committer, and where its answer goes.
+struct Pending {
+    op: Op,
+    reply: oneshot::Sender<Result<Answer, GroupError>>,
+}
+
+/// What a receive, ack or nack asks of the group.
+enum Op {
+    Receive {
+        kind: ConsumerKind,
+        max: usize,
+        /// A commit woke the long poll: read what other nodes wrote first.
+        catch_up: bool,
+    },
+    Ack {
+        receipts: Vec<String>,
+    },
+    Nack {
+        receipts: Vec<String>,
+        action: NackAction,
+        delay_ms: u64,
+        error: Option<String>,
+    },
+}
+
+enum Answer {
+    Received(Attempt),
+    Acked(AckOutcome),
+    Nacked(NackOutcome),
 }
 
 /// One group's projection of its state stream.
@@ -226,6 +293,8 @@ struct Runtime {
     scanned_to: Position,
     /// Appends lost to other writers since the last one that went through.
     conflicts_in_a_row: u32,
+    /// The configuration changed since it was last published to the cell.
+    config_dirty: bool,
 }
 
 /// Whether an append went through or lost to another writer.
@@ -241,6 +310,38 @@ struct Attempt {
     more: bool,
     /// When something becomes due without a new event (Unix ms).
     wake_ms: Option<u64>,
+}
+
+/// What one receive decided, not yet appended.
+struct ReceiveDecided {
+    events: Vec<GroupEvent>,
+    scanned_to: Position,
+    attempt: Attempt,
+}
+
+/// How one attempt at a commit ended.
+enum Round {
+    /// Appended (or nothing to append): the answers of the operations taken, in order.
+    Done(Vec<Result<Answer, GroupError>>),
+    /// Someone else wrote first; the projection has been read again.
+    Conflict,
+}
+
+/// Makes sure a committer that panics leaves neither its flag set (which would leave every
+/// later operation waiting) nor operations that nobody will answer.
+struct CommitterGuard<'a> {
+    cell: &'a Cell,
+}
+
+impl Drop for CommitterGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut queue = self.cell.queue();
+            queue.committing = false;
+            // Dropping the replies answers their callers with an error.
+            queue.pending.clear();
+        }
+    }
 }
 
 impl GroupService {
@@ -287,15 +388,20 @@ impl GroupService {
                 name: name.clone(),
                 stream: name.state_stream(),
                 runtime: Arc::new(Mutex::new(Runtime::default())),
+                queue: StdMutex::new(Queue::default()),
+                config: StdMutex::new(None),
             })
         }))
     }
 
     /// Forgets a cell whose group does not exist, so that probing names costs no memory.
-    fn forget_if_absent(&self, cell: &Arc<Cell>, runtime: &Runtime) {
+    fn forget_if_absent(&self, cell: &Cell, runtime: &Runtime) {
         if runtime.loaded && runtime.state.is_none() {
             let mut cells = self.cells();
-            if cells.get(&cell.name).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            if cells
+                .get(&cell.name)
+                .is_some_and(|c| std::ptr::eq(Arc::as_ptr(c), cell))
+            {
                 cells.remove(&cell.name);
             }
         }
@@ -421,6 +527,24 @@ impl GroupService {
         }
     }
 
+    /// The group's configuration, for checking who may use it: as this node last read or
+    /// wrote it, without waiting for the group's commits (another node's change shows once
+    /// this node reads the group's stream again, at the latest at the next refresh).
+    /// `NotFound` when it does not exist.
+    pub async fn config(&self, name: &GroupName) -> Result<Arc<GroupConfig>, GroupError> {
+        let cell = self.cells().get(name).cloned();
+        if let Some(cell) = cell
+            && let Some(config) = cell
+                .config
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        {
+            return Ok(config);
+        }
+        Ok(Arc::new(self.get(name).await?.config))
+    }
+
     /// Groups in name order after `after`, at most `limit`, and the name to continue after.
     pub async fn list(
         &self,
@@ -505,16 +629,13 @@ impl GroupService {
                 return Ok(Vec::new());
             }
             let seen = head.current();
-            let attempt = {
-                let (cell, mut runtime) = self.existing(name).await?;
-                if std::mem::take(&mut head_moved) {
-                    // Another node's nack, expiry or replay makes events due that this
-                    // projection still believes leased; no append of ours would conflict to
-                    // reveal it, so read the state stream now rather than at the next refresh.
-                    self.catch_up(&cell, &mut runtime).await?;
-                }
-                check_kind(&cell.name, runtime.state.as_ref(), kind)?;
-                self.try_receive(&cell, &mut runtime, max).await?
+            let op = Op::Receive {
+                kind,
+                max,
+                catch_up: std::mem::take(&mut head_moved),
+            };
+            let Answer::Received(attempt) = self.submit(name, op).await? else {
+                unreachable!("a receive is answered with what it received");
             };
             if !attempt.messages.is_empty() || Instant::now() >= deadline {
                 return Ok(attempt.messages);
@@ -548,31 +669,13 @@ impl GroupService {
         name: &GroupName,
         receipts: &[String],
     ) -> Result<AckOutcome, GroupError> {
-        let (cell, mut runtime) = self.existing(name).await?;
-        let mut caught_up = false;
-        for _ in 0..self.inner.limits.max_write_attempts {
-            let state = existing_state(&cell.name, &runtime)?;
-            let matched = state.match_receipts(receipts);
-            if !matched.unknown.is_empty() && !caught_up {
-                // The receipts may come from another node's receive.
-                caught_up = true;
-                self.catch_up(&cell, &mut runtime).await?;
-                continue;
-            }
-            let events = state.ack(&matched.positions);
-            let outcome = AckOutcome {
-                acked: matched.positions.len(),
-                unknown: matched.unknown,
-            };
-            if events.is_empty() {
-                return Ok(outcome);
-            }
-            if let Written::Yes = self.write(&cell, &mut runtime, events).await? {
-                telemetry::acked(&cell.name, outcome.acked);
-                return Ok(outcome);
-            }
-        }
-        Err(GroupError::Contended { name: name.clone() })
+        let op = Op::Ack {
+            receipts: receipts.to_vec(),
+        };
+        let Answer::Acked(outcome) = self.submit(name, op).await? else {
+            unreachable!("an ack is answered with what it acknowledged");
+        };
+        Ok(outcome)
     }
 
     /// Rejects the deliveries of `receipts`: retried after `delay_ms` (or parked once they
@@ -585,39 +688,16 @@ impl GroupService {
         delay_ms: u64,
         error: Option<&str>,
     ) -> Result<NackOutcome, GroupError> {
-        let (cell, mut runtime) = self.existing(name).await?;
-        let mut caught_up = false;
-        for _ in 0..self.inner.limits.max_write_attempts {
-            let state = existing_state(&cell.name, &runtime)?;
-            let matched = state.match_receipts(receipts);
-            if !matched.unknown.is_empty() && !caught_up {
-                caught_up = true;
-                self.catch_up(&cell, &mut runtime).await?;
-                continue;
-            }
-            let events = state.nack(
-                &matched.positions,
-                action,
-                delay_ms,
-                error,
-                now_ms(),
-                &self.inner.limits,
-            );
-            let outcome = NackOutcome {
-                nacked: matched.positions.len(),
-                unknown: matched.unknown,
-            };
-            if events.is_empty() {
-                return Ok(outcome);
-            }
-            let parked = count_parked(&events);
-            if let Written::Yes = self.write(&cell, &mut runtime, events).await? {
-                telemetry::nacked(&cell.name, action, outcome.nacked);
-                telemetry::parked(&cell.name, parked);
-                return Ok(outcome);
-            }
-        }
-        Err(GroupError::Contended { name: name.clone() })
+        let op = Op::Nack {
+            receipts: receipts.to_vec(),
+            action,
+            delay_ms,
+            error: error.map(str::to_owned),
+        };
+        let Answer::Nacked(outcome) = self.submit(name, op).await? else {
+            unreachable!("a nack is answered with what it rejected");
+        };
+        Ok(outcome)
     }
 
     /// Parked events after position `after`, at most `limit`, each with its event read back,
@@ -771,66 +851,349 @@ impl GroupService {
 
     // ----- receiving -----------------------------------------------------------------------
 
-    async fn try_receive(
+    /// Decides what one receive leases, against the projection as it is (with the changes of
+    /// the operations before it in the same commit applied). Changes nothing.
+    async fn decide_receive(
+        &self,
+        cell: &Cell,
+        runtime: &Runtime,
+        kind: ConsumerKind,
+        max: usize,
+    ) -> Result<ReceiveDecided, GroupError> {
+        check_kind(&cell.name, runtime.state.as_ref(), kind)?;
+        let state = existing_state(&cell.name, runtime)?;
+        let now = now_ms();
+        let mut plan = state.plan_receive(now, max, &self.inner.limits);
+        let mut events: BTreeMap<Position, RecordedEvent> = BTreeMap::new();
+        for position in plan.redeliveries().to_vec() {
+            match self.read_at(position).await? {
+                Some(event) => {
+                    events.insert(position, event);
+                }
+                None => plan.forget(position),
+            }
+        }
+        plan.skip_to(runtime.scanned_to);
+        let more = self.scan(state, &mut plan, &mut events).await?;
+        let decision = plan.finish(Receipt::generate);
+        // Only a receive that found nothing waits, so only then is the next wake worth the
+        // walk over every message.
+        let wake_ms = if decision.events.is_empty() {
+            state.next_wake_ms(now)
+        } else {
+            None
+        };
+        let messages: Vec<ReceivedMessage> = decision
+            .leases
+            .into_iter()
+            .filter_map(|lease| {
+                events.remove(&lease.position).map(|event| ReceivedMessage {
+                    receipt: lease.receipt,
+                    delivery: lease.delivery,
+                    expires_at_ms: lease.expires_at_ms,
+                    event,
+                })
+            })
+            .collect();
+        Ok(ReceiveDecided {
+            events: decision.events,
+            scanned_to: decision.scanned_to,
+            attempt: Attempt {
+                messages,
+                more,
+                wake_ms,
+            },
+        })
+    }
+
+    // ----- group commit ----------------------------------------------------------------------
+
+    /// Queues `op` for the group's committer and waits for its answer, which comes only once
+    /// the records it needed are durable.
+    async fn submit(&self, name: &GroupName, op: Op) -> Result<Answer, GroupError> {
+        let cell = self.cell(name);
+        let (reply, answer) = oneshot::channel();
+        let start = {
+            let mut queue = cell.queue();
+            queue.pending.push_back(Pending { op, reply });
+            !std::mem::replace(&mut queue.committing, true)
+        };
+        if start {
+            // A task of its own, so that a caller going away (a client disconnecting in a
+            // long poll) never cancels a commit half done, with other callers' answers in it.
+            tokio::spawn(self.clone().commit_queued(cell));
+        }
+        // The committer answers every operation it takes; it is gone without answering only
+        // if it panicked.
+        answer.await.unwrap_or(Err(GroupError::ShuttingDown))
+    }
+
+    /// The group's committer: takes whatever is queued, decides it in order against the
+    /// projection, appends all the records in one append, answers each operation once that
+    /// append is durable, and goes on until the queue is empty. Operations that arrive while
+    /// an append is on its way wait for the next one: under load, one append carries many
+    /// operations instead of each waiting for its own.
+    async fn commit_queued(self, cell: Arc<Cell>) {
+        let _guard = CommitterGuard { cell: &cell };
+        loop {
+            // Taken for each commit, so that a put, a status read or the sweeper waiting for
+            // the group get their turn between two commits.
+            let mut runtime = Arc::clone(&cell.runtime).lock_owned().await;
+            let batch: Vec<Pending> = {
+                let mut queue = cell.queue();
+                if queue.pending.is_empty() {
+                    queue.committing = false;
+                    return;
+                }
+                let take = queue.pending.len().min(MAX_OPERATIONS_PER_COMMIT);
+                queue.pending.drain(..take).collect()
+            };
+            let deferred = self.commit(&cell, &mut runtime, batch).await;
+            if !deferred.is_empty() {
+                let mut queue = cell.queue();
+                for pending in deferred.into_iter().rev() {
+                    queue.pending.push_front(pending);
+                }
+            }
+        }
+    }
+
+    /// Commits `batch` (retrying on conflicts) and answers what it committed; returns the
+    /// operations that did not fit in the append, in order, for the next commit.
+    async fn commit(
         &self,
         cell: &Cell,
         runtime: &mut Runtime,
-        max: usize,
-    ) -> Result<Attempt, GroupError> {
+        mut batch: Vec<Pending>,
+    ) -> Vec<Pending> {
         for _ in 0..self.inner.limits.max_write_attempts {
-            if let Written::Conflict = self.expire(cell, runtime).await? {
-                continue;
-            }
-            let now = now_ms();
-            let state = existing_state(&cell.name, runtime)?;
-            let mut plan = state.plan_receive(now, max, &self.inner.limits);
-            let mut events: BTreeMap<Position, RecordedEvent> = BTreeMap::new();
-            for position in plan.redeliveries().to_vec() {
-                match self.read_at(position).await? {
-                    Some(event) => {
-                        events.insert(position, event);
+            let round = {
+                let ops: Vec<&Op> = batch.iter().map(|pending| &pending.op).collect();
+                self.try_commit(cell, runtime, &ops).await
+            };
+            match round {
+                Ok(Round::Done(answers)) => {
+                    let rest = batch.split_off(answers.len().min(batch.len()));
+                    for (pending, answer) in batch.into_iter().zip(answers) {
+                        // The caller may have gone; its changes stand all the same.
+                        let _ = pending.reply.send(answer);
                     }
-                    None => plan.forget(position),
+                    if runtime.loaded {
+                        self.snapshot_if_due(cell, runtime).await;
+                    }
+                    return rest;
+                }
+                Ok(Round::Conflict) => {}
+                Err(error) => {
+                    for pending in batch {
+                        let _ = pending.reply.send(Err(share_error(&error)));
+                    }
+                    return Vec::new();
                 }
             }
-            plan.skip_to(runtime.scanned_to);
-            let more = self.scan(state, &mut plan, &mut events).await?;
-            let decision = plan.finish(Receipt::generate);
-            let wake_ms = state.next_wake_ms(now);
-            if decision.events.is_empty() {
-                runtime.scanned_to = runtime.scanned_to.max(decision.scanned_to);
-                return Ok(Attempt {
-                    messages: Vec::new(),
-                    more,
-                    wake_ms,
-                });
-            }
-            let leases = decision.leases;
-            let scanned_to = decision.scanned_to;
-            if let Written::Yes = self.write(cell, runtime, decision.events).await? {
-                runtime.scanned_to = runtime.scanned_to.max(scanned_to);
-                let messages: Vec<ReceivedMessage> = leases
-                    .into_iter()
-                    .filter_map(|lease| {
-                        events.remove(&lease.position).map(|event| ReceivedMessage {
-                            receipt: lease.receipt,
-                            delivery: lease.delivery,
-                            expires_at_ms: lease.expires_at_ms,
-                            event,
+        }
+        for pending in batch {
+            let _ = pending.reply.send(Err(GroupError::Contended {
+                name: cell.name.clone(),
+            }));
+        }
+        Vec::new()
+    }
+
+    /// One attempt at committing `ops`: decides each in order, applying its records to the
+    /// projection before deciding the next, then appends all the records under the revision
+    /// the projection was at. On success the answers of the operations taken (a prefix of
+    /// `ops`: those whose records fit in one append) are returned; on a conflict the
+    /// projection, which is then ahead of a stream someone else wrote, is read again.
+    async fn try_commit(
+        &self,
+        cell: &Cell,
+        runtime: &mut Runtime,
+        ops: &[&Op],
+    ) -> Result<Round, GroupError> {
+        self.ensure_loaded(cell, runtime).await?;
+        let catch_up = runtime.state.is_none()
+            || ops.iter().any(|op| match op {
+                Op::Receive { catch_up, .. } => *catch_up,
+                // The receipts may come from another node's receive.
+                Op::Ack { receipts } | Op::Nack { receipts, .. } => runtime
+                    .state
+                    .as_ref()
+                    .is_some_and(|state| !state.match_receipts(receipts).unknown.is_empty()),
+            });
+        if catch_up {
+            self.catch_up(cell, runtime).await?;
+        }
+        if runtime.state.is_none() {
+            self.forget_if_absent(cell, runtime);
+            return Err(GroupError::NotFound {
+                name: cell.name.clone(),
+            });
+        }
+        let revision = runtime.revision;
+        let store_limits = self.inner.store.limits();
+        let mut records: Vec<ProposedEvent> = Vec::new();
+        let mut bytes = 0_usize;
+        let mut answers: Vec<Result<Answer, GroupError>> = Vec::with_capacity(ops.len());
+        let mut parked: Vec<usize> = Vec::with_capacity(ops.len());
+        let mut expired = (0, 0);
+        if ops.iter().any(|op| matches!(op, Op::Receive { .. }))
+            && let Some(state) = runtime.state.as_ref()
+        {
+            // Leases that ran out are due again: record that before receiving.
+            let events = state.expire(now_ms());
+            if !events.is_empty() {
+                expired = (
+                    events
+                        .iter()
+                        .map(|e| match e {
+                            GroupEvent::Expired(expired) => expired.positions.len(),
+                            _ => 0,
                         })
-                    })
-                    .collect();
-                telemetry::received(&cell.name, &messages);
-                return Ok(Attempt {
-                    messages,
-                    more,
-                    wake_ms: None,
-                });
+                        .sum(),
+                    count_parked(&events),
+                );
+                for event in &events {
+                    let proposed = event.to_proposed();
+                    bytes += proposed.size_bytes();
+                    records.push(proposed);
+                    apply_to(runtime, event);
+                }
             }
         }
-        Err(GroupError::Contended {
-            name: cell.name.clone(),
-        })
+        for op in ops {
+            let (events, scanned_to, answer) = match op {
+                Op::Receive { kind, max, .. } => {
+                    match self.decide_receive(cell, runtime, *kind, *max).await {
+                        Ok(decided) => (
+                            decided.events,
+                            Some(decided.scanned_to),
+                            Ok(Answer::Received(decided.attempt)),
+                        ),
+                        Err(error) => (Vec::new(), None, Err(error)),
+                    }
+                }
+                Op::Ack { receipts } => {
+                    let state = existing_state(&cell.name, runtime)?;
+                    let matched = state.match_receipts(receipts);
+                    let events = state.ack(&matched.positions);
+                    let outcome = AckOutcome {
+                        acked: matched.positions.len(),
+                        unknown: matched.unknown,
+                    };
+                    (events, None, Ok(Answer::Acked(outcome)))
+                }
+                Op::Nack {
+                    receipts,
+                    action,
+                    delay_ms,
+                    error,
+                } => {
+                    let state = existing_state(&cell.name, runtime)?;
+                    let matched = state.match_receipts(receipts);
+                    let events = state.nack(
+                        &matched.positions,
+                        *action,
+                        *delay_ms,
+                        error.as_deref(),
+                        now_ms(),
+                        &self.inner.limits,
+                    );
+                    let outcome = NackOutcome {
+                        nacked: matched.positions.len(),
+                        unknown: matched.unknown,
+                    };
+                    (events, None, Ok(Answer::Nacked(outcome)))
+                }
+            };
+            let proposed: Vec<ProposedEvent> = events.iter().map(GroupEvent::to_proposed).collect();
+            let op_bytes: usize = proposed.iter().map(ProposedEvent::size_bytes).sum();
+            if !records.is_empty()
+                && !proposed.is_empty()
+                && (records.len() + proposed.len() > store_limits.max_events_per_append
+                    || bytes + op_bytes > store_limits.max_append_bytes)
+            {
+                // This one and those after it go in the next append.
+                break;
+            }
+            for event in &events {
+                apply_to(runtime, event);
+            }
+            if let Some(scanned_to) = scanned_to {
+                runtime.scanned_to = runtime.scanned_to.max(scanned_to);
+            }
+            parked.push(count_parked(&events));
+            records.extend(proposed);
+            bytes += op_bytes;
+            answers.push(answer);
+        }
+        if records.is_empty() {
+            return Ok(Round::Done(answers));
+        }
+        // Until the append is known to have gone through, the projection is ahead of the
+        // stream: whatever happens to it, it is read again rather than trusted.
+        runtime.loaded = false;
+        let request = AppendRequest {
+            stream: cell.stream.clone(),
+            expected: match revision {
+                None => ExpectedRevision::NoStream,
+                Some(revision) => ExpectedRevision::Exact(revision),
+            },
+            events: records,
+        };
+        match self.inner.store.append_system(request).await {
+            Ok(outcome) => {
+                debug_assert_eq!(
+                    outcome.first_revision,
+                    revision.map_or(Revision(0), Revision::next)
+                );
+                runtime.loaded = true;
+                runtime.revision = Some(outcome.last_revision);
+                runtime.conflicts_in_a_row = 0;
+                // The group's own records never match it: when the scan had reached them,
+                // step over them, so that a group that is keeping up shows no lag.
+                if runtime.scanned_to == outcome.first_position {
+                    runtime.scanned_to = outcome.last_position.next();
+                }
+                telemetry::expired(&cell.name, expired.0);
+                telemetry::parked(&cell.name, expired.1);
+                for ((op, answer), parked) in ops.iter().zip(&answers).zip(parked) {
+                    match (op, answer) {
+                        (Op::Receive { .. }, Ok(Answer::Received(attempt)))
+                            if !attempt.messages.is_empty() =>
+                        {
+                            telemetry::received(&cell.name, &attempt.messages);
+                        }
+                        (Op::Ack { .. }, Ok(Answer::Acked(outcome))) if outcome.acked > 0 => {
+                            telemetry::acked(&cell.name, outcome.acked);
+                        }
+                        (Op::Nack { action, .. }, Ok(Answer::Nacked(outcome)))
+                            if outcome.nacked > 0 =>
+                        {
+                            telemetry::nacked(&cell.name, *action, outcome.nacked);
+                            telemetry::parked(&cell.name, parked);
+                        }
+                        _ => {}
+                    }
+                }
+                Ok(Round::Done(answers))
+            }
+            Err(StoreError::WrongExpectedRevision { .. }) => {
+                telemetry::conflict(&cell.name);
+                let conflicts = runtime.conflicts_in_a_row.saturating_add(1);
+                // Writers that keep colliding back off, each by a random time, so that one of
+                // them gets through.
+                let ceiling_ms = 1_u64 << conflicts.min(6);
+                let pause = rand::random_range(0..=ceiling_ms);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                self.ensure_loaded(cell, runtime).await?;
+                runtime.conflicts_in_a_row = conflicts;
+                Ok(Round::Conflict)
+            }
+            // The append may or may not have been written (a database connection lost at
+            // commit): the projection is read again before anything else is decided.
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Offers `$all` from the plan's cursor to the plan, until it is full, the head is reached
@@ -952,6 +1315,7 @@ impl GroupService {
                 for event in &events {
                     apply_to(runtime, event);
                 }
+                publish_config(cell, runtime);
                 runtime.revision = Some(outcome.last_revision);
                 runtime.conflicts_in_a_row = 0;
                 // The group's own records never match it: when the scan had reached them,
@@ -1018,6 +1382,7 @@ impl GroupService {
                 for part in &parts {
                     apply_to(runtime, part);
                 }
+                publish_config(cell, runtime);
                 runtime.revision = Some(outcome.last_revision);
             }
             // Someone else wrote first: the next change tries again.
@@ -1067,6 +1432,9 @@ impl GroupService {
             }
         }
         runtime.loaded = true;
+        // A load may find the group gone, or made again: always show what it found.
+        runtime.config_dirty = true;
+        publish_config(cell, runtime);
         Ok(())
     }
 
@@ -1098,6 +1466,7 @@ impl GroupService {
                 }
                 runtime.revision = Some(recorded.revision);
             }
+            publish_config(cell, runtime);
             if slice.next.is_none() || slice.events.is_empty() {
                 return Ok(());
             }
@@ -1185,6 +1554,7 @@ fn apply_to(runtime: &mut Runtime, event: &GroupEvent) {
         runtime.since_reset += 1;
     }
     if reconfigured {
+        runtime.config_dirty = true;
         // What was scanned ahead under the old filter proves nothing under the new one.
         runtime.scanned_to = runtime
             .state
@@ -1193,6 +1563,21 @@ fn apply_to(runtime: &mut Runtime, event: &GroupEvent) {
     } else if let Some(state) = &runtime.state {
         runtime.scanned_to = runtime.scanned_to.max(state.cursor());
     }
+}
+
+/// Shows the projection's configuration to requests that check access, when it changed.
+fn publish_config(cell: &Cell, runtime: &mut Runtime) {
+    if !std::mem::take(&mut runtime.config_dirty) {
+        return;
+    }
+    let config = runtime
+        .state
+        .as_ref()
+        .map(|state| Arc::new(state.config().clone()));
+    *cell
+        .config
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
 }
 
 fn parse(name: &GroupName, recorded: &RecordedEvent) -> Result<Option<GroupEvent>, GroupError> {
@@ -1224,6 +1609,79 @@ fn lag(head: Option<Position>, cursor: Position) -> u64 {
 /// small receive would read only to drop.
 fn page_limit(wanted: usize) -> usize {
     wanted.saturating_mul(2).clamp(32, MAX_PAGE_LIMIT)
+}
+
+/// The same failure again, for every operation of a commit that failed as a whole.
+fn share_error(error: &GroupError) -> GroupError {
+    match error {
+        GroupError::NotFound { name } => GroupError::NotFound { name: name.clone() },
+        GroupError::WrongDeliveryMode { name, mode, hint } => GroupError::WrongDeliveryMode {
+            name: name.clone(),
+            mode,
+            hint,
+        },
+        GroupError::Contended { name } => GroupError::Contended { name: name.clone() },
+        GroupError::Corrupt {
+            name,
+            revision,
+            reason,
+        } => GroupError::Corrupt {
+            name: name.clone(),
+            revision: *revision,
+            reason: reason.clone(),
+        },
+        GroupError::TooManyGroups { max } => GroupError::TooManyGroups { max: *max },
+        GroupError::ShuttingDown => GroupError::ShuttingDown,
+        GroupError::Store(store) => GroupError::Store(share_store_error(store)),
+        // Not produced by a commit; said as what it is all the same.
+        GroupError::InvalidConfig(_) => GroupError::Store(StoreError::Unavailable {
+            cause: error.to_string(),
+        }),
+    }
+}
+
+fn share_store_error(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Overloaded { queued } => StoreError::Overloaded { queued: *queued },
+        StoreError::Poisoned { cause } => StoreError::Poisoned {
+            cause: cause.clone(),
+        },
+        StoreError::ShuttingDown => StoreError::ShuttingDown,
+        StoreError::LimitExceeded {
+            limit,
+            max,
+            actual,
+            index,
+        } => StoreError::LimitExceeded {
+            limit: *limit,
+            max: *max,
+            actual: *actual,
+            index: *index,
+        },
+        StoreError::Corrupt {
+            file,
+            offset,
+            reason,
+        } => StoreError::Corrupt {
+            file: file.clone(),
+            offset: *offset,
+            reason: reason.clone(),
+        },
+        StoreError::Io { action, source } => StoreError::Io {
+            action: action.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        StoreError::Index { action, cause } => StoreError::Index {
+            action: action.clone(),
+            cause: cause.clone(),
+        },
+        StoreError::InvalidConfig { reason } => StoreError::InvalidConfig {
+            reason: reason.clone(),
+        },
+        other => StoreError::Unavailable {
+            cause: other.to_string(),
+        },
+    }
 }
 
 fn count_parked(events: &[GroupEvent]) -> usize {

@@ -637,7 +637,7 @@ pub(crate) async fn receive(
             .request_timeout()
             .saturating_sub(LONG_POLL_MARGIN),
     );
-    check_reach(&caller, &groups.get(&name).await?.config)?;
+    check_reach(&caller, &*groups.config(&name).await?)?;
     let messages = groups
         .receive(&name, ConsumerKind::Pull, max as usize, wait)
         .await?;
@@ -672,7 +672,7 @@ pub(crate) async fn ack(
     let name = group_name(name)?;
     let groups = state.groups();
     check_receipts(&body.receipts, groups.limits().max_receipts)?;
-    check_reach(&caller, &groups.get(&name).await?.config)?;
+    check_reach(&caller, &*groups.config(&name).await?)?;
     let outcome = groups.ack(&name, &body.receipts).await?;
     Ok(Json(AckView {
         acked: outcome.acked,
@@ -717,7 +717,7 @@ pub(crate) async fn nack(
             "error: must be at most {MAX_NACK_ERROR_CHARS} characters"
         )));
     }
-    check_reach(&caller, &groups.get(&name).await?.config)?;
+    check_reach(&caller, &*groups.config(&name).await?)?;
     let action = match body.action {
         NackActionBody::Retry => NackAction::Retry,
         NackActionBody::Park => NackAction::Park,
