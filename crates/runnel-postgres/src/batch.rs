@@ -16,6 +16,13 @@ use uuid::Uuid;
 
 pub(crate) use runnel_core::idempotency::IdSite;
 
+/// Where a batch planned before it holds the log head's lock numbers its events: far above any
+/// position the database can reach (positions are `bigint`), so that [`Batch::place`] tells the
+/// outcomes of this batch's writes, numbered from here, from those of committed events (a retry
+/// answered with its original outcome), and moves only the former to the positions the head
+/// gave the batch at commit.
+pub(crate) const UNPLACED: Position = Position(1 << 62);
+
 /// A stream this batch writes to: its new head, and whether the batch created it.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StreamWrite {
@@ -79,6 +86,20 @@ impl<'a> Batch<'a> {
     /// The last position this batch writes, if it writes anything.
     pub(crate) fn last_position(&self) -> Option<Position> {
         (self.next_position > self.first_position).then(|| Position(self.next_position.0 - 1))
+    }
+
+    /// An outcome of this batch, planned from [`UNPLACED`], at the positions of a batch whose
+    /// first event got `first`. Outcomes of committed events (retries) stay as they are.
+    pub(crate) fn place(outcome: AppendOutcome, first: Position) -> AppendOutcome {
+        if outcome.first_position < UNPLACED {
+            return outcome;
+        }
+        let shift = |position: Position| Position(first.0 + (position.0 - UNPLACED.0));
+        AppendOutcome {
+            first_position: shift(outcome.first_position),
+            last_position: shift(outcome.last_position),
+            ..outcome
+        }
     }
 
     fn current(&self, stream: &StreamName) -> Option<Revision> {
@@ -230,6 +251,31 @@ mod tests {
         let write = batch.streams.values().next().expect("one stream");
         assert!(write.created);
         assert_eq!(write.last_revision, Revision(2));
+    }
+
+    #[test]
+    fn placing_moves_only_the_outcomes_of_this_batch() {
+        let id = Uuid::now_v7();
+        let committed = IdSite {
+            stream: StreamName::parse("order/o-1").expect("valid"),
+            revision: Revision(0),
+            position: Position(7),
+        };
+        let mut batch = Batch::new(UNPLACED, HashMap::new(), HashMap::from([(id, committed)]));
+        let retry = request("order/o-1", ExpectedRevision::Any, &[Some(id)]);
+        let fresh = request("order/o-2", ExpectedRevision::Any, &[None, None]);
+        let retried = batch.admit(&retry).expect("a retry is answered");
+        let written = batch.admit(&fresh).expect("passes");
+        let retried = Batch::place(retried, Position(100));
+        let written = Batch::place(written, Position(100));
+        assert_eq!(
+            (retried.first_position, retried.last_position),
+            (Position(7), Position(7))
+        );
+        assert_eq!(
+            (written.first_position, written.last_position),
+            (Position(100), Position(101))
+        );
     }
 
     #[test]

@@ -8,9 +8,9 @@
 //! do not give this: a transaction that took position 10 may commit after one that took 11, and
 //! a reader that saw 11 skips 10 forever.
 //!
-//! Here every group commit first takes the single row of `runnel_log_head` with
-//! `SELECT … FOR UPDATE`, assigns its events the positions from `next_position` on, inserts them,
-//! advances `next_position`, and commits. The row lock is held until COMMIT, so the next
+//! Here every group commit takes the lock on the single row of `runnel_log_head` (by updating
+//! it, or with `SELECT … FOR UPDATE`), assigns its events the positions from `next_position` on,
+//! inserts them, advances `next_position`, and commits. The row lock is held until COMMIT, so the next
 //! transaction, on this node or any other, gets the row (and its next positions) only after the
 //! previous one has committed and become visible. Hence:
 //!
@@ -20,23 +20,30 @@
 //! - `read_all` reads the head and the events in one statement, hence one snapshot, and never
 //!   returns anything past that head, so `next: None` means "everything up to `head`".
 //!
-//! The price is that commits to one database are serialised. Group commit pays it back: each
-//! node batches all appends queued while the previous transaction ran into the next one, so the
-//! lock is taken once per batch, not once per append, and one WAL flush serves the whole batch.
-//! The lock is held for two round trips (see "Group commit" below), not for the
-//! time an HTTP request takes. A node that stops in the middle of a transaction cannot hold the
-//! lock for long: its writer session has `idle_in_transaction_session_timeout`, and the other
-//! nodes' writers wait at most `lock_timeout` before failing an append as unavailable.
+//! The price is that commits to one database are serialised, each with its own WAL flush (the
+//! lock is released only after the flush). Group commit pays it back: each node batches all
+//! appends queued while the previous transaction ran into the next one, so the lock is taken
+//! once per batch, not once per append, and one WAL flush serves the whole batch. The lock is
+//! held only while the database executes the batch's writes and flushes them, not across a
+//! round trip to the node, and never for the time an HTTP request takes. A node that stops in
+//! the middle of a transaction cannot hold the lock for long: its writer session has
+//! `idle_in_transaction_session_timeout`, and the other nodes' writers wait at most
+//! `lock_timeout` before failing an append as unavailable.
 //!
 //! # Group commit
 //!
 //! One writer task per node takes everything queued (up to `max_batch_events` and
-//! `max_batch_bytes`) and commits it as one transaction, in two pipelined round trips: `BEGIN`,
-//! the head lock and the reads the checks need; then the inserts, the head update, `NOTIFY` and
-//! `COMMIT`. The expected-revision and duplicate-id checks run in this process against what was
-//! read under the lock plus what earlier appends of the batch wrote, so a failed check rejects
-//! that append alone. An append is answered only after COMMIT returns. A retry of an append
-//! (same ids, in order, same stream) is answered with the original outcome.
+//! `max_batch_bytes`) and commits it as one transaction, in two pipelined round trips: the
+//! reads the checks need (stream heads, client-chosen ids), outside any transaction; then
+//! `BEGIN`, the head lock, the inserts, `NOTIFY` and `COMMIT`. The expected-revision and
+//! duplicate-id checks run in this process against what was read plus what earlier appends of
+//! the batch wrote, so a failed check rejects that append alone. If another commit wrote to the
+//! batch's streams in between, a unique constraint refuses the batch and it is planned again
+//! with the reads under the lock. An append is answered only after COMMIT returns. A retry of
+//! an append (same ids, in order, same stream) is answered with the original outcome. After a
+//! commit that answered several appends, the next batch waits up to half a commit's time (at
+//! most 2 ms) for those clients' next appends, so that clients waiting for their answers share
+//! one WAL flush instead of taking turns.
 //!
 //! # Following the head
 //!
@@ -72,7 +79,7 @@
 //! # Why tokio-postgres and deadpool
 //!
 //! tokio-postgres pipelines the statements of a transaction on one connection (the writer's
-//! two round trips depend on it), exposes notifications from the connection directly, and,
+//! round trips depend on it), exposes notifications from the connection directly, and,
 //! with deadpool's small pool on top, compiles in a fraction of sqlx's time. Queries are
 //! plain prepared statements; nothing needs compile-time checking against a live database.
 

@@ -1,14 +1,22 @@
 //! The writer: one task per node turns queued appends into group commits, one transaction each.
 //!
-//! A group commit is two round trips to the database, each a pipeline of statements:
+//! A group commit is two round trips to the database, each a pipeline of statements, and only
+//! the second holds the log head's lock:
 //!
-//! 1. `BEGIN`, take the log head's row lock (`FOR UPDATE`, held to COMMIT), read the heads of
-//!    the streams involved and where the client-chosen ids already live. The reads run after
-//!    the lock is granted, in fresh READ COMMITTED snapshots, so they see every committed
-//!    append; and no other writer can commit until this transaction ends.
-//! 2. Check every append against that state ([`Batch`]), then insert the accepted events,
-//!    upsert the stream heads and type counts, advance the log head, `NOTIFY` the new head, and
-//!    `COMMIT`, all pipelined.
+//! 1. Read, outside any transaction, the heads of the streams involved and where the
+//!    client-chosen ids already live, then check every append against that committed state
+//!    ([`Batch`]), numbering the accepted events from [`UNPLACED`].
+//! 2. `BEGIN`, take the head's row lock by moving the head past the batch (held to COMMIT),
+//!    insert the events at the positions that gives, upsert the stream heads and type counts,
+//!    `NOTIFY` the new head, and `COMMIT`, all pipelined. The lock is held while PostgreSQL
+//!    executes these statements and flushes the commit, never across a round trip to a node.
+//!
+//! The plan of step 1 is stale if another commit wrote to one of its streams (or ids) after
+//! the read. Stream heads only grow, so such a plan writes a revision or an id that a committed
+//! event already has: a unique constraint refuses it, the transaction rolls back, and the batch
+//! is planned again the strict way, with the reads in the locked transaction (`BEGIN`, the lock
+//! with `FOR UPDATE`, the reads; then the writes and `COMMIT`), where nothing can change under
+//! the plan.
 //!
 //! Only after COMMIT returns are the appends answered. A connection lost during COMMIT leaves
 //! the outcome unknown: those appends get [`StoreError::Unavailable`], and a retry with the same
@@ -24,11 +32,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use runnel_core::{AppendOutcome, AppendRequest, Position, Revision, StoreError, StreamName};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 use uuid::Uuid;
 
-use crate::batch::{Batch, IdSite};
+use crate::batch::{Batch, IdSite, UNPLACED};
 use crate::connect::connect;
 use crate::error::{describe, is_transient, store_error, timed_out};
 use crate::head::publish;
@@ -61,6 +70,10 @@ const UPSERT_STREAMS: &str = include_str!("sql/upsert_streams.sql");
 const COUNT_NEW_STREAMS: &str = include_str!("sql/count_new_streams.sql");
 const ADVANCE_HEAD: &str = include_str!("sql/advance_head.sql");
 const NOTIFY_HEAD: &str = include_str!("sql/notify_head.sql");
+const TAKE_HEAD: &str = include_str!("sql/take_head.sql");
+const INSERT_EVENTS_AT_HEAD: &str = include_str!("sql/insert_events_at_head.sql");
+const UPSERT_STREAMS_AT_HEAD: &str = include_str!("sql/upsert_streams_at_head.sql");
+const NOTIFY_AT_HEAD: &str = include_str!("sql/notify_at_head.sql");
 
 /// The writer's statements, prepared once per connection.
 #[derive(Debug)]
@@ -73,6 +86,10 @@ struct Statements {
     count_new_streams: Statement,
     advance_head: Statement,
     notify_head: Statement,
+    take_head: Statement,
+    insert_events_at_head: Statement,
+    upsert_streams_at_head: Statement,
+    notify_at_head: Statement,
 }
 
 #[derive(Debug)]
@@ -103,6 +120,38 @@ pub(crate) struct Writer {
     unreachable: Option<(Instant, String)>,
 }
 
+/// The longest a batch waits for the appends of clients answered by the previous commit.
+const MAX_LINGER: Duration = Duration::from_millis(2);
+
+/// After a commit: how many appends the next batch waits for, and until when.
+#[derive(Debug, Clone, Copy)]
+struct Linger {
+    /// Those the commit answered, whose clients may send their next ones now, and those
+    /// already queued.
+    appends: usize,
+    until: Instant,
+}
+
+impl Linger {
+    /// `None` when the commit answered at most one append: nothing to gather. The wait is at
+    /// most half the commit's own time (and [`MAX_LINGER`]), so it adds less to an append's
+    /// latency than the commit it saves.
+    fn after(answered: usize, commit_took: Duration, queued: usize) -> Option<Self> {
+        (answered > 1).then(|| Self {
+            appends: answered + queued,
+            until: Instant::now() + (commit_took / 2).min(MAX_LINGER),
+        })
+    }
+}
+
+/// How a group commit planned before the lock ended.
+enum Planned {
+    Settled(Attempt),
+    /// Another commit wrote to the batch's streams or ids after the plan's read; nothing was
+    /// written: plan again under the lock.
+    Stale,
+}
+
 /// How one attempt at a group commit ended.
 enum Attempt {
     /// Committed (or nothing to write): one answer per append.
@@ -131,8 +180,18 @@ impl Writer {
 
     /// The writer task's body: takes everything queued, up to the batch bounds, commits it as
     /// one transaction, answers, and repeats until closed.
+    ///
+    /// Every commit costs one WAL flush, and commits to the database are serialised (the head's
+    /// lock is held through the flush), so what a commit carries is what throughput is made
+    /// of. Clients that wait for each answer before appending again would otherwise split into
+    /// two groups that take turns: those answered by a commit come back while the next commit
+    /// (of the others) runs. So after a commit that answered several appends, the next batch
+    /// waits briefly ([`Linger`]) for as many appends as were answered plus those already
+    /// queued, then commits them together. A lone client never waits: one answered append is
+    /// already matched by the one it sends next.
     pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<WriterCommand>) {
         let mut carried: Option<AppendJob> = None;
+        let mut linger: Option<Linger> = None;
         loop {
             let first = match carried.take() {
                 Some(job) => job,
@@ -147,8 +206,21 @@ impl Writer {
             let mut jobs = vec![first];
             let mut close = None;
             while events < self.settings.max_batch_events && bytes < self.settings.max_batch_bytes {
-                match commands.try_recv() {
-                    Ok(WriterCommand::Append(job)) => {
+                let command = match commands.try_recv() {
+                    Ok(command) => command,
+                    Err(_) => {
+                        let Some(waiting) = linger.as_ref().filter(|l| jobs.len() < l.appends)
+                        else {
+                            break;
+                        };
+                        match tokio::time::timeout_at(waiting.until.into(), commands.recv()).await {
+                            Ok(Some(command)) => command,
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                };
+                match command {
+                    WriterCommand::Append(job) => {
                         let more_events = job.request.events.len();
                         let more_bytes = request_bytes(&job.request);
                         if events + more_events > self.settings.max_batch_events
@@ -161,14 +233,16 @@ impl Writer {
                         bytes += more_bytes;
                         jobs.push(job);
                     }
-                    Ok(WriterCommand::Close(done)) => {
+                    WriterCommand::Close(done) => {
                         close = Some(done);
                         break;
                     }
-                    Err(_) => break,
                 }
             }
+            let appends = jobs.len();
+            let started = Instant::now();
             self.commit(jobs).await;
+            linger = Linger::after(appends, started.elapsed(), commands.len());
             if let Some(done) = close {
                 if let Some(job) = carried.take() {
                     self.commit(vec![job]).await;
@@ -276,7 +350,7 @@ impl Writer {
     async fn open_connection(&self) -> Result<WriterConnection, StoreError> {
         let client = connect(&self.settings.endpoint, self.settings.connect_timeout).await?;
         let preparing = async {
-            futures::try_join!(
+            let under_lock = futures::try_join!(
                 client.prepare(LOCK_HEAD),
                 client.prepare(STREAM_HEADS),
                 client.prepare(EVENTS_BY_ID),
@@ -285,7 +359,14 @@ impl Writer {
                 client.prepare(COUNT_NEW_STREAMS),
                 client.prepare(ADVANCE_HEAD),
                 client.prepare(NOTIFY_HEAD),
-            )
+            )?;
+            let at_head = futures::try_join!(
+                client.prepare(TAKE_HEAD),
+                client.prepare(INSERT_EVENTS_AT_HEAD),
+                client.prepare(UPSERT_STREAMS_AT_HEAD),
+                client.prepare(NOTIFY_AT_HEAD),
+            )?;
+            Ok::<_, tokio_postgres::Error>((under_lock, at_head))
         };
         let prepared = tokio::time::timeout(self.settings.answer_timeout, preparing)
             .await
@@ -297,14 +378,17 @@ impl Writer {
             })?
             .map_err(|error| store_error("preparing the writer's statements", &error))?;
         let (
-            lock_head,
-            stream_heads,
-            events_by_id,
-            insert_events,
-            upsert_streams,
-            count_new_streams,
-            advance_head,
-            notify_head,
+            (
+                lock_head,
+                stream_heads,
+                events_by_id,
+                insert_events,
+                upsert_streams,
+                count_new_streams,
+                advance_head,
+                notify_head,
+            ),
+            (take_head, insert_events_at_head, upsert_streams_at_head, notify_at_head),
         ) = prepared;
         Ok(WriterConnection {
             client,
@@ -317,12 +401,111 @@ impl Writer {
                 count_new_streams,
                 advance_head,
                 notify_head,
+                take_head,
+                insert_events_at_head,
+                upsert_streams_at_head,
+                notify_at_head,
             },
         })
     }
 
-    /// One try at committing `requests` together.
+    /// One try at committing `requests` together: planned before the lock, and again under
+    /// it when another commit got in between.
     async fn attempt(&mut self, requests: &[AppendRequest]) -> Attempt {
+        match self.attempt_before_lock(requests).await {
+            Planned::Settled(attempt) => attempt,
+            Planned::Stale => {
+                tracing::debug!(
+                    appends = requests.len(),
+                    "a batch met a commit after its read; planning it again under the lock"
+                );
+                self.attempt_under_lock(requests).await
+            }
+        }
+    }
+
+    /// Plans the batch from committed state read without any lock, then writes it and takes
+    /// the head's lock in one pipelined round trip, so the lock is held only while PostgreSQL
+    /// executes the writes and flushes the commit, never across a round trip to this node.
+    ///
+    /// The plan holds if nothing was committed to its streams or ids since the read. Stream
+    /// heads only grow, so a stale plan writes a revision (or an id) that a committed event
+    /// already has, the unique constraints refuse it, and the transaction rolls back: then
+    /// [`Planned::Stale`] sends the batch through the locked path. A check that fails on the
+    /// read state fails correctly: that state was committed while the append waited.
+    async fn attempt_before_lock(&mut self, requests: &[AppendRequest]) -> Planned {
+        let answer_timeout = self.settings.answer_timeout;
+        if let Err(error) = self.ensure_connection().await {
+            return Planned::Settled(Attempt::Failed(error));
+        }
+        let Some(connection) = self.connection.as_ref() else {
+            return Planned::Settled(Attempt::Failed(StoreError::Unavailable {
+                cause: "no connection to PostgreSQL".to_owned(),
+            }));
+        };
+        let read = tokio::time::timeout(answer_timeout, read_committed(connection, requests)).await;
+        let (heads, found) = match read {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(error)) => {
+                return Planned::Settled(Attempt::Failed(store_error(
+                    "reading stream heads",
+                    &error,
+                )));
+            }
+            Err(_) => {
+                self.connection = None;
+                return Planned::Settled(Attempt::Failed(timed_out(
+                    "reading stream heads",
+                    answer_timeout,
+                )));
+            }
+        };
+        let (heads, ids) =
+            match decode_heads(&heads).and_then(|heads| Ok((heads, decode_ids(&found)?))) {
+                Ok(state) => state,
+                Err(error) => return Planned::Settled(Attempt::Failed(error)),
+            };
+        let mut batch = Batch::new(UNPLACED, heads, ids);
+        let outcomes: Vec<_> = requests
+            .iter()
+            .map(|request| batch.admit(request))
+            .collect();
+        if batch.last_position().is_none() {
+            // Nothing to write: the answers (rejections, retries) rest on committed state.
+            return Planned::Settled(Attempt::Done(outcomes));
+        }
+        let started = Instant::now();
+        let written = tokio::time::timeout(
+            answer_timeout,
+            write_at_head(connection, &self.settings.schema, &batch),
+        )
+        .await;
+        let first = match written {
+            Ok(Ok(first)) => first,
+            Ok(Err(WriteFailure::Stale)) => return Planned::Stale,
+            Ok(Err(failure)) => return Planned::Settled(self.write_failed(failure)),
+            Err(_) => return Planned::Settled(self.write_timed_out()),
+        };
+        self.stats
+            .record_commit(batch.rows.len() as u64, batch.bytes, started.elapsed());
+        let outcomes: Vec<_> = outcomes
+            .into_iter()
+            .map(|outcome| outcome.map(|outcome| Batch::place(outcome, first)))
+            .collect();
+        if let Some(last) = outcomes
+            .iter()
+            .filter_map(|outcome| outcome.as_ref().ok())
+            .map(|outcome| outcome.last_position)
+            .max()
+        {
+            publish(&self.head, last);
+        }
+        Planned::Settled(Attempt::Done(outcomes))
+    }
+
+    /// One try at committing `requests` together with the head locked first: the reads the
+    /// checks need run under the lock, so nothing can change under the plan.
+    async fn attempt_under_lock(&mut self, requests: &[AppendRequest]) -> Attempt {
         let answer_timeout = self.settings.answer_timeout;
         if let Err(error) = self.ensure_connection().await {
             return Attempt::Failed(error);
@@ -375,14 +558,24 @@ impl Writer {
                 publish(&self.head, last_position);
                 Attempt::Done(outcomes)
             }
-            Ok(Err(WriteFailure::Refused(error))) => {
-                // The transaction ended in a rollback, the connection is fine.
-                Attempt::Refused(StoreError::Index {
-                    action: "writing a group commit to PostgreSQL".to_owned(),
-                    cause: describe(&error),
-                })
-            }
-            Ok(Err(WriteFailure::Unknown(error))) => {
+            Ok(Err(failure)) => self.write_failed(failure),
+            Err(_) => self.write_timed_out(),
+        }
+    }
+
+    /// What a failed second round trip means for the batch's appends.
+    fn write_failed(&mut self, failure: WriteFailure) -> Attempt {
+        match failure {
+            // The transaction ended in a rollback, the connection is fine.
+            WriteFailure::Refused(error) => Attempt::Refused(StoreError::Index {
+                action: "writing a group commit to PostgreSQL".to_owned(),
+                cause: describe(&error),
+            }),
+            WriteFailure::Stale => Attempt::Refused(StoreError::Index {
+                action: "writing a group commit to PostgreSQL".to_owned(),
+                cause: "the batch conflicted with a committed event".to_owned(),
+            }),
+            WriteFailure::Unknown(error) => {
                 self.connection = None;
                 Attempt::Failed(StoreError::Unavailable {
                     cause: format!(
@@ -392,16 +585,19 @@ impl Writer {
                     ),
                 })
             }
-            Err(_) => {
-                self.connection = None;
-                Attempt::Failed(StoreError::Unavailable {
-                    cause: format!(
-                        "PostgreSQL did not answer a commit within {answer_timeout:?}; its \
-                         outcome is unknown (retry with the same event ids)"
-                    ),
-                })
-            }
         }
+    }
+
+    /// A second round trip that got no answer in time: its commit may or may not have happened.
+    fn write_timed_out(&mut self) -> Attempt {
+        self.connection = None;
+        Attempt::Failed(StoreError::Unavailable {
+            cause: format!(
+                "PostgreSQL did not answer a commit within {:?}; its outcome is unknown \
+                 (retry with the same event ids)",
+                self.settings.answer_timeout
+            ),
+        })
     }
 
     /// Ends a transaction that will not commit. When the connection may be unhealthy, or the
@@ -439,19 +635,7 @@ async fn lock_and_read(
 ) -> Result<LockedRows, tokio_postgres::Error> {
     let client = &connection.client;
     let statements = &connection.statements;
-    let mut stream_types = Vec::new();
-    let mut stream_ids = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for request in requests {
-        if seen.insert(&request.stream) {
-            stream_types.push(request.stream.stream_type().as_str());
-            stream_ids.push(request.stream.stream_id().as_str());
-        }
-    }
-    let client_ids: Vec<Uuid> = requests
-        .iter()
-        .flat_map(|request| request.events.iter().filter_map(|event| event.id))
-        .collect();
+    let (stream_types, stream_ids, client_ids) = read_params(requests);
     let ids_wanted = !client_ids.is_empty();
     let heads_params: [&(dyn ToSql + Sync); 2] = [&stream_types, &stream_ids];
     let ids_params: [&(dyn ToSql + Sync); 1] = [&client_ids];
@@ -488,45 +672,178 @@ impl LockedRows {
         let mut state = LockedState {
             next_position: Position(to_u64(next_position, "position")?),
             recorded_at: column(&self.lock, 1)?,
-            heads: HashMap::with_capacity(self.heads.len()),
-            ids: HashMap::with_capacity(self.found.len()),
+            heads: HashMap::new(),
+            ids: HashMap::new(),
         };
-        for row in &self.heads {
-            let stream = stream_name(column(row, 0)?, column(row, 1)?)?;
-            let last = Revision(to_u64(column(row, 2)?, "revision")?);
-            state.heads.insert(stream, last);
-        }
-        for row in &self.found {
-            let id: Uuid = column(row, 0)?;
-            let site = IdSite {
-                stream: stream_name(column(row, 1)?, column(row, 2)?)?,
-                revision: Revision(to_u64(column(row, 3)?, "revision")?),
-                position: Position(to_u64(column(row, 4)?, "position")?),
-            };
-            state.ids.insert(id, site);
-        }
+        state.heads = decode_heads(&self.heads)?;
+        state.ids = decode_ids(&self.found)?;
         Ok(state)
     }
 }
 
-/// Why the second round trip failed.
-enum WriteFailure {
-    /// The database refused a statement; the transaction rolled back, nothing was written.
-    Refused(tokio_postgres::Error),
-    /// The connection failed, or COMMIT did: the transaction may or may not have committed.
-    Unknown(tokio_postgres::Error),
+/// The rows of `stream_heads.sql`: each stream's last revision.
+fn decode_heads(rows: &[tokio_postgres::Row]) -> Result<HashMap<StreamName, Revision>, StoreError> {
+    let mut heads = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let stream = stream_name(column(row, 0)?, column(row, 1)?)?;
+        let last = Revision(to_u64(column(row, 2)?, "revision")?);
+        heads.insert(stream, last);
+    }
+    Ok(heads)
 }
 
-/// The writes of a planned batch and `COMMIT`, pipelined in one round trip.
-async fn write_and_commit(
+/// The rows of `events_by_id.sql`: where each client-chosen id already lives.
+fn decode_ids(rows: &[tokio_postgres::Row]) -> Result<HashMap<Uuid, IdSite>, StoreError> {
+    let mut ids = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let id: Uuid = column(row, 0)?;
+        let site = IdSite {
+            stream: stream_name(column(row, 1)?, column(row, 2)?)?,
+            revision: Revision(to_u64(column(row, 3)?, "revision")?),
+            position: Position(to_u64(column(row, 4)?, "position")?),
+        };
+        ids.insert(id, site);
+    }
+    Ok(ids)
+}
+
+/// The streams and the client-chosen ids of `requests`, as the reads take them.
+fn read_params(requests: &[AppendRequest]) -> (Vec<&str>, Vec<&str>, Vec<Uuid>) {
+    let mut stream_types = Vec::new();
+    let mut stream_ids = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for request in requests {
+        if seen.insert(&request.stream) {
+            stream_types.push(request.stream.stream_type().as_str());
+            stream_ids.push(request.stream.stream_id().as_str());
+        }
+    }
+    let client_ids = requests
+        .iter()
+        .flat_map(|request| request.events.iter().filter_map(|event| event.id))
+        .collect();
+    (stream_types, stream_ids, client_ids)
+}
+
+/// The heads of the streams involved and where the client-chosen ids already live, as
+/// committed, outside any transaction, pipelined in one round trip.
+async fn read_committed(
+    connection: &WriterConnection,
+    requests: &[AppendRequest],
+) -> Result<(Vec<tokio_postgres::Row>, Vec<tokio_postgres::Row>), tokio_postgres::Error> {
+    let client = &connection.client;
+    let statements = &connection.statements;
+    let (stream_types, stream_ids, client_ids) = read_params(requests);
+    let heads_params: [&(dyn ToSql + Sync); 2] = [&stream_types, &stream_ids];
+    let ids_params: [&(dyn ToSql + Sync); 1] = [&client_ids];
+    let (heads, found) = futures::join!(
+        client.query(&statements.stream_heads, &heads_params),
+        async {
+            if client_ids.is_empty() {
+                Ok(Vec::new())
+            } else {
+                client.query(&statements.events_by_id, &ids_params).await
+            }
+        },
+    );
+    Ok((heads?, found?))
+}
+
+/// Writes a batch planned from [`UNPLACED`] and commits it, in one pipelined round trip:
+/// `BEGIN`, the head's lock taken by moving it past the batch, the inserts and upserts at the
+/// positions that gives, `NOTIFY`, `COMMIT`. Returns the batch's first position.
+async fn write_at_head(
     connection: &WriterConnection,
     schema: &str,
     batch: &Batch<'_>,
-    recorded_at: DateTime<Utc>,
-) -> Result<(), WriteFailure> {
+) -> Result<Position, WriteFailure> {
     let client = &connection.client;
     let statements = &connection.statements;
     let rows = &batch.rows;
+    let offsets: Vec<i64> = rows
+        .positions
+        .iter()
+        .map(|position| position - crate::rows::to_i64(UNPLACED.0))
+        .collect();
+    let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+    let (stream_types, stream_ids, last_revisions, created_types) = stream_columns(batch);
+    let any_created = !created_types.is_empty();
+    let take_params: [&(dyn ToSql + Sync); 1] = [&count];
+    let insert_params: [&(dyn ToSql + Sync); 11] = [
+        &offsets,
+        &rows.stream_types,
+        &rows.stream_ids,
+        &rows.revisions,
+        &rows.ids,
+        &rows.event_types,
+        &rows.data_json,
+        &rows.data_binary,
+        &rows.content_types,
+        &rows.metadata,
+        &count,
+    ];
+    let upsert_params: [&(dyn ToSql + Sync); 3] = [&stream_types, &stream_ids, &last_revisions];
+    let count_params: [&(dyn ToSql + Sync); 1] = [&created_types];
+    let notify_params: [&(dyn ToSql + Sync); 2] = [&HEAD_CHANNEL, &schema];
+    let (begun, taken, inserted, upserted, counted, notified, committed) = futures::join!(
+        client.batch_execute("BEGIN"),
+        client.query_one(&statements.take_head, &take_params),
+        client.execute(&statements.insert_events_at_head, &insert_params),
+        client.execute(&statements.upsert_streams_at_head, &upsert_params),
+        async {
+            if any_created {
+                client
+                    .execute(&statements.count_new_streams, &count_params)
+                    .await
+            } else {
+                Ok(0)
+            }
+        },
+        client.query(&statements.notify_at_head, &notify_params),
+        // After a failed statement the transaction is aborted and PostgreSQL answers this
+        // COMMIT with a rollback: nothing is written unless every statement above succeeded.
+        client.batch_execute("COMMIT"),
+    );
+    let first = match (begun, taken) {
+        (Ok(()), Ok(row)) => Ok(row),
+        (Err(error), _) | (_, Err(error)) => Err(error),
+    };
+    let statements_ok = first.and_then(|row| {
+        inserted?;
+        upserted?;
+        counted?;
+        notified?;
+        Ok(row)
+    });
+    match statements_ok {
+        Ok(row) => {
+            committed.map_err(WriteFailure::Unknown)?;
+            let first: i64 = row.try_get(0).map_err(WriteFailure::Unknown)?;
+            Ok(Position(u64::try_from(first).unwrap_or(0)))
+        }
+        // A unique constraint refused a revision or an id: a commit since the plan's read
+        // got there first, and this transaction rolled back.
+        Err(error) if committed.is_ok() && error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            Err(WriteFailure::Stale)
+        }
+        Err(error) => Err(classify(error, committed.is_ok())),
+    }
+}
+
+/// A failed statement of a second round trip: refused by the server (the transaction rolled
+/// back, nothing written), or unknown (the connection broke, maybe after COMMIT).
+fn classify(error: tokio_postgres::Error, commit_answered: bool) -> WriteFailure {
+    match error.as_db_error() {
+        Some(_) if !is_transient(&error) && commit_answered => WriteFailure::Refused(error),
+        _ => WriteFailure::Unknown(error),
+    }
+}
+
+/// The batch's streams as the upserts take them: types, ids, new last revisions, and one
+/// type per stream the batch creates.
+fn stream_columns<'a>(
+    batch: &'a Batch<'_>,
+) -> (Vec<&'a str>, Vec<&'a str>, Vec<i64>, Vec<&'a str>) {
     let mut stream_types = Vec::with_capacity(batch.streams.len());
     let mut stream_ids = Vec::with_capacity(batch.streams.len());
     let mut last_revisions = Vec::with_capacity(batch.streams.len());
@@ -539,6 +856,30 @@ async fn write_and_commit(
             created_types.push(stream.stream_type().as_str());
         }
     }
+    (stream_types, stream_ids, last_revisions, created_types)
+}
+
+/// Why the second round trip failed.
+enum WriteFailure {
+    /// The database refused a statement; the transaction rolled back, nothing was written.
+    Refused(tokio_postgres::Error),
+    /// The connection failed, or COMMIT did: the transaction may or may not have committed.
+    Unknown(tokio_postgres::Error),
+    /// A batch planned before the lock met a commit that came after its read; it rolled back.
+    Stale,
+}
+
+/// The writes of a planned batch and `COMMIT`, pipelined in one round trip.
+async fn write_and_commit(
+    connection: &WriterConnection,
+    schema: &str,
+    batch: &Batch<'_>,
+    recorded_at: DateTime<Utc>,
+) -> Result<(), WriteFailure> {
+    let client = &connection.client;
+    let statements = &connection.statements;
+    let rows = &batch.rows;
+    let (stream_types, stream_ids, last_revisions, created_types) = stream_columns(batch);
     let next_position = crate::rows::to_i64(batch.next_position.0);
     let notice = format!("{schema} {}", batch.next_position.0.saturating_sub(1));
     let any_created = !created_types.is_empty();
@@ -590,10 +931,7 @@ async fn write_and_commit(
     if let Err(error) = statements_ok {
         // A refusal by the server ended in a rollback; a broken connection may have left
         // the COMMIT undecided as far as this node knows.
-        return Err(match error.as_db_error() {
-            Some(_) if !is_transient(&error) && committed.is_ok() => WriteFailure::Refused(error),
-            _ => WriteFailure::Unknown(error),
-        });
+        return Err(classify(error, committed.is_ok()));
     }
     committed.map_err(WriteFailure::Unknown)
 }
