@@ -54,9 +54,10 @@ struct Shared {
     audit: Arc<dyn AuditTrail>,
     webhook: WebhookDelivery,
     breaker: Arc<EndpointBreaker>,
-    /// Events leased and not yet acknowledged (or rejected): up to [`LEASE_AHEAD`] times
-    /// `max_in_flight`, so that the next requests are leased while these are out.
+    /// Events leased and not yet acknowledged (or rejected): `lease_capacity`.
     leases: Arc<Semaphore>,
+    /// `max_in_flight`, times [`LEASE_AHEAD`] when the lease outlasts two requests.
+    lease_capacity: usize,
     /// Requests out to the endpoint: `max_in_flight`.
     requests: Arc<Semaphore>,
     max_in_flight: usize,
@@ -138,6 +139,13 @@ impl Worker {
             return;
         };
         let max_in_flight = webhook.max_in_flight.max(1) as usize;
+        // An event leased ahead waits for at most one request before its own goes: lease
+        // ahead only when the lease outlasts both, so that waiting never costs a redelivery.
+        let lease_capacity = if webhook.timeout_ms.saturating_mul(2) <= view.config.ack_timeout_ms {
+            max_in_flight.saturating_mul(LEASE_AHEAD)
+        } else {
+            max_in_flight
+        };
         if is_circuit_pause(&view) {
             // Paused by the breaker before a restart: probe after a cool-down, as then.
             self.breaker.trip_if_closed(
@@ -152,7 +160,8 @@ impl Worker {
             audit: Arc::clone(&self.audit),
             webhook,
             breaker: Arc::clone(&self.breaker),
-            leases: Arc::new(Semaphore::new(max_in_flight.saturating_mul(LEASE_AHEAD))),
+            leases: Arc::new(Semaphore::new(lease_capacity)),
+            lease_capacity,
             requests: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
             halts: AtomicU64::new(0),
@@ -241,7 +250,7 @@ impl Worker {
             let wanted = if probe.is_some() {
                 1
             } else {
-                max_in_flight.saturating_mul(LEASE_AHEAD)
+                shared.lease_capacity
             };
             let permits = tokio::select! {
                 permits = take_permits(&shared.leases, wanted) => permits,

@@ -1605,10 +1605,13 @@ fn lag(head: Option<Position>, cursor: Position) -> u64 {
 }
 
 /// How many events to ask the store for when `wanted` more could be leased: a little more
-/// than that (some may not match the content pattern), not a whole page of events that a
-/// small receive would read only to drop.
+/// than that (some may not match the content pattern; the scan reads on when too few do),
+/// not twice as many, which a full receive would read and decode only to drop.
 fn page_limit(wanted: usize) -> usize {
-    wanted.saturating_mul(2).clamp(32, MAX_PAGE_LIMIT)
+    wanted
+        .saturating_add(wanted / 8)
+        .saturating_add(1)
+        .clamp(32, MAX_PAGE_LIMIT)
 }
 
 /// The same failure again, for every operation of a commit that failed as a whole.

@@ -1131,3 +1131,230 @@ async fn after_a_kill_9_no_acknowledged_event_comes_again_and_none_is_lost() {
         "{status}"
     );
 }
+
+/// Receives, acks and nacks of many consumers at once are committed together, several to an
+/// append: each event is still acknowledged exactly once, an ack answered is final, and a
+/// retried event comes back with its next delivery number.
+#[tokio::test]
+async fn concurrent_receives_acks_and_nacks_of_many_consumers_are_each_applied_once() {
+    const STREAMS: usize = 12;
+    const PER_STREAM: usize = 25;
+    const CONSUMERS: usize = 8;
+    let server = TestServer::start().await;
+    let api = Api::of(&server);
+    api.put("busy", json!({"start": "beginning"})).await;
+    for stream in 0..STREAMS {
+        api.append_n(&format!("job/b-{stream}"), "JobQueued", PER_STREAM)
+            .await;
+    }
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|_| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                // (event id, delivery number) of every acknowledged delivery.
+                let mut acked: Vec<(String, u64)> = Vec::new();
+                let mut nacked: Vec<String> = Vec::new();
+                loop {
+                    let messages = api.receive("busy", 6, 400).await;
+                    if messages.is_empty() {
+                        return (acked, nacked);
+                    }
+                    // Each message answered on its own and all at once, so that the acks
+                    // and nacks of one consumer meet in the same commits too.
+                    let answers = messages.iter().map(|message| {
+                        let api = api.clone();
+                        let message = message.clone();
+                        async move {
+                            let n = message["event"]["data"]["n"].as_u64().expect("n");
+                            let delivery = message["delivery"].as_u64().expect("delivery");
+                            let id = message["event"]["id"].as_str().expect("id").to_owned();
+                            let one = std::slice::from_ref(&message);
+                            if n % 7 == 0 && delivery == 1 {
+                                let answer = api
+                                    .nack("busy", one, json!({"action": "retry", "delay_ms": 0}))
+                                    .await;
+                                assert_eq!(answer["nacked"], 1, "{answer}");
+                                (id, delivery, false)
+                            } else {
+                                let answer = api.ack("busy", one).await;
+                                assert_eq!(answer["acked"], 1, "{answer}");
+                                assert_eq!(answer["unknown"], json!([]), "{answer}");
+                                (id, delivery, true)
+                            }
+                        }
+                    });
+                    for (id, delivery, was_acked) in futures::future::join_all(answers).await {
+                        if was_acked {
+                            acked.push((id, delivery));
+                        } else {
+                            nacked.push(id);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut acked: Vec<(String, u64)> = Vec::new();
+    let mut nacked: Vec<String> = Vec::new();
+    for consumer in consumers {
+        let (a, n) = consumer.await.expect("consumer");
+        acked.extend(a);
+        nacked.extend(n);
+    }
+    let total = STREAMS * PER_STREAM;
+    let unique: HashSet<&String> = acked.iter().map(|(id, _)| id).collect();
+    assert_eq!(unique.len(), acked.len(), "an event was acknowledged twice");
+    assert_eq!(acked.len(), total, "every event is acknowledged");
+    let retried: HashSet<&String> = nacked.iter().collect();
+    assert_eq!(retried.len(), nacked.len(), "an event was retried twice");
+    assert_eq!(nacked.len(), STREAMS * PER_STREAM.div_ceil(7));
+    for (id, delivery) in &acked {
+        let expected = if retried.contains(id) { 2 } else { 1 };
+        assert_eq!(*delivery, expected, "event {id}");
+    }
+    let status = api.status("busy").await;
+    assert_eq!(status["delivered"].as_u64(), Some(total as u64), "{status}");
+    assert_eq!(status["in_flight"], 0, "{status}");
+    assert_eq!(status["pending"], 0, "{status}");
+}
+
+/// Kill -9 while several consumers receive and ack at once (so that leases and acks of
+/// several requests are in one append): after the restart, nothing whose ack was answered
+/// comes again, and nothing is lost.
+#[tokio::test]
+async fn after_a_kill_9_during_concurrent_commits_no_acknowledged_event_comes_again() {
+    const EVENTS: usize = 400;
+    const CONSUMERS: usize = 6;
+    let temp = tempfile::tempdir().expect("temp dir");
+    let data_dir = temp.path().join("data");
+    let server = TestServer::start_in(&data_dir, &[]).await;
+    let api = Api::of(&server);
+    api.put(
+        "crash-many",
+        json!({"start": "beginning", "ack_timeout_ms": 1000}),
+    )
+    .await;
+    let mut expected = HashSet::new();
+    for batch in 0..(EVENTS / 50) {
+        let events: Vec<Value> = (0..50)
+            .map(|n| json!({"type": "Job", "data": {"n": batch * 50 + n}}))
+            .collect();
+        let written = api
+            .expect(
+                Method::POST,
+                &format!("/streams/job/m-{batch}/events"),
+                Some(json!({"events": events})),
+                200,
+            )
+            .await;
+        let first = written["first_position"].as_u64().expect("position");
+        expected.extend(first..first + 50);
+    }
+    let acked: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let delivered: Arc<Mutex<HashSet<u64>>> = Arc::default();
+    let consumers: Vec<_> = (0..CONSUMERS)
+        .map(|_| {
+            let api = api.clone();
+            let acked = Arc::clone(&acked);
+            let delivered = Arc::clone(&delivered);
+            tokio::spawn(async move {
+                loop {
+                    let Ok((200, answer)) = api
+                        .call(
+                            Method::POST,
+                            "/subscriptions/crash-many/receive",
+                            Some(json!({"max": 5, "wait_ms": 200})),
+                        )
+                        .await
+                    else {
+                        return;
+                    };
+                    let messages = answer["messages"].as_array().cloned().unwrap_or_default();
+                    let positions: Vec<u64> = messages
+                        .iter()
+                        .map(|m| m["event"]["position"].as_u64().expect("position"))
+                        .collect();
+                    delivered.lock().expect("lock").extend(&positions);
+                    let body = json!({"receipts": receipts(&messages)});
+                    match api
+                        .call(Method::POST, "/subscriptions/crash-many/ack", Some(body))
+                        .await
+                    {
+                        // Only an answered ack is known to be durable.
+                        Ok((200, answer)) if answer["unknown"] == json!([]) => {
+                            acked.lock().expect("lock").extend(positions);
+                        }
+                        Ok((200, _)) => {}
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.lock().expect("lock").len() < EVENTS / 3 {
+        assert!(Instant::now() < deadline, "consumption did not progress");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-9", &server.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    for consumer in consumers {
+        consumer.await.expect("consumer ends with the server");
+    }
+    drop(server);
+
+    let acked_before: HashSet<u64> = acked.lock().expect("lock").clone();
+    let restarted = TestServer::start_in(&data_dir, &[]).await;
+    let api = Api::of(&restarted);
+    let mut after: Vec<u64> = Vec::new();
+    let mut quiet_since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Leases from before the crash run out within ack_timeout_ms; stop after a quiet spell
+    // longer than that.
+    while quiet_since.elapsed() < Duration::from_millis(2_500) {
+        assert!(
+            Instant::now() < deadline,
+            "consumption after the restart did not finish"
+        );
+        let messages = api.receive("crash-many", 50, 300).await;
+        if messages.is_empty() {
+            continue;
+        }
+        quiet_since = Instant::now();
+        after.extend(
+            messages
+                .iter()
+                .map(|m| m["event"]["position"].as_u64().expect("position")),
+        );
+        api.ack("crash-many", &messages).await;
+    }
+    let again: Vec<&u64> = after.iter().filter(|p| acked_before.contains(p)).collect();
+    assert!(
+        again.is_empty(),
+        "acknowledged before the crash, delivered again: {again:?}"
+    );
+    let after_set: HashSet<u64> = after.iter().copied().collect();
+    assert_eq!(
+        after_set.len(),
+        after.len(),
+        "delivered twice after the restart"
+    );
+    let all: HashSet<u64> = delivered
+        .lock()
+        .expect("lock")
+        .union(&after_set)
+        .copied()
+        .collect();
+    let missing: Vec<&u64> = expected.difference(&all).collect();
+    assert!(missing.is_empty(), "never delivered: {missing:?}");
+    let status = api.status("crash-many").await;
+    assert_eq!(status["in_flight"], 0, "{status}");
+    assert_eq!(
+        status["delivered"].as_u64(),
+        Some(EVENTS as u64),
+        "{status}"
+    );
+}

@@ -63,6 +63,9 @@ struct ReceiverState {
     otherwise: Option<Answer>,
     received: Vec<Received>,
     bad_signatures: Vec<String>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: usize,
+    most_in_flight: usize,
 }
 
 #[derive(Clone)]
@@ -157,6 +160,8 @@ async fn receive(
     let valid = signature_is_valid(SECRET, &id, &timestamp, &body, &signature);
     let answer = {
         let mut state = state.lock().expect("receiver lock");
+        state.in_flight += 1;
+        state.most_in_flight = state.most_in_flight.max(state.in_flight);
         if !valid {
             state
                 .bad_signatures
@@ -177,6 +182,12 @@ async fn receive(
         accepted,
     };
     state.lock().expect("receiver lock").received.push(record);
+    let response = answer_with(answer).await;
+    state.lock().expect("receiver lock").in_flight -= 1;
+    response
+}
+
+async fn answer_with(answer: Answer) -> Response {
     match answer {
         Answer::Ok => StatusCode::NO_CONTENT.into_response(),
         Answer::SlowOk(duration) => {
@@ -1041,4 +1052,54 @@ fn target_names(records: &[Value]) -> Vec<&str> {
         .collect();
     names.sort_unstable();
     names
+}
+
+/// The server leases ahead of its requests and commits the acks of several deliveries
+/// together: still at most `max_in_flight` requests at once, every event delivered and
+/// acknowledged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leasing_ahead_keeps_to_max_in_flight_and_acknowledges_each_event_once() {
+    const EVENTS: usize = 120;
+    const MAX_IN_FLIGHT: usize = 3;
+    let server = TestServer::start_with(FAST).await;
+    let receiver = Receiver::start().await;
+    receiver.answer_always(Answer::SlowOk(Duration::from_millis(15)));
+    put(
+        &server,
+        "ahead",
+        json!({"start": "beginning", "filter": {"stream_types": ["order"]},
+               "delivery": webhook(&receiver, "json", json!({"max_in_flight": MAX_IN_FLIGHT}))}),
+    )
+    .await;
+    for stream in 0..4 {
+        server
+            .append_n(&format!("order/a-{stream}"), "OrderPlaced", EVENTS / 4)
+            .await;
+    }
+    wait_for_status(
+        &server,
+        "ahead",
+        "every event acknowledged",
+        Duration::from_secs(30),
+        |s| s["delivered"].as_u64() >= Some(EVENTS as u64) && s["in_flight"] == 0,
+    )
+    .await;
+    let accepted = receiver.accepted_ids();
+    let unique: std::collections::HashSet<&String> = accepted.iter().collect();
+    assert_eq!(unique.len(), EVENTS, "every event arrives");
+    assert_eq!(accepted.len(), EVENTS, "no event arrives twice");
+    let most = receiver.lock().most_in_flight;
+    assert!(
+        (1..=MAX_IN_FLIGHT).contains(&most),
+        "{most} requests at once, max_in_flight is {MAX_IN_FLIGHT}"
+    );
+    let status = wait_for_status(&server, "ahead", "settled", Duration::from_secs(5), |_| {
+        true
+    })
+    .await;
+    assert_eq!(
+        status["delivered"].as_u64(),
+        Some(EVENTS as u64),
+        "{status}"
+    );
 }
