@@ -33,13 +33,15 @@
 //! # Group commit
 //!
 //! One writer task per node takes everything queued (up to `max_batch_events` and
-//! `max_batch_bytes`) and commits it as one transaction, in two pipelined round trips: the
-//! reads the checks need (stream heads, client-chosen ids), outside any transaction; then
-//! `BEGIN`, the head lock, the inserts, `NOTIFY` and `COMMIT`. The expected-revision and
+//! `max_batch_bytes`) and commits it as one transaction. When every append expects "any"
+//! revision, that is one pipelined round trip (`BEGIN`, the head lock, one statement that
+//! numbers each stream's events from its committed head and inserts them, `NOTIFY`, `COMMIT`).
+//! Otherwise it is two: the reads the checks need (stream heads, client-chosen ids), outside
+//! any transaction; then `BEGIN`, the head lock, the inserts, `NOTIFY` and `COMMIT`. The expected-revision and
 //! duplicate-id checks run in this process against what was read plus what earlier appends of
 //! the batch wrote, so a failed check rejects that append alone. If another commit wrote to the
-//! batch's streams in between, a unique constraint refuses the batch and it is planned again
-//! with the reads under the lock. An append is answered only after COMMIT returns. A retry of
+//! batch's streams in between (or a batch of "any" appends carries an id already stored), a
+//! unique constraint refuses the batch and it is planned again with the reads under the lock. An append is answered only after COMMIT returns. A retry of
 //! an append (same ids, in order, same stream) is answered with the original outcome. After a
 //! commit that answered several appends, the next batch waits up to half a commit's time (at
 //! most 2 ms) for those clients' next appends, so that clients waiting for their answers share

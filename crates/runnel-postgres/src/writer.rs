@@ -1,22 +1,30 @@
 //! The writer: one task per node turns queued appends into group commits, one transaction each.
 //!
-//! A group commit is two round trips to the database, each a pipeline of statements, and only
-//! the second holds the log head's lock:
+//! When every append of a batch expects "any" revision (the common case), no check needs a
+//! stream's head, and a group commit is one pipelined round trip: `BEGIN`, take the log head's
+//! row lock by moving the head past the batch (held to COMMIT), then one statement that moves
+//! each stream's head by its number of events and inserts the events at the revisions and
+//! positions that gives, `NOTIFY` the new head, and `COMMIT`. The database numbers the events
+//! from the heads as committed, which cannot move while the lock is held.
+//!
+//! Otherwise a group commit is two round trips, and only the second holds the lock:
 //!
 //! 1. Read, outside any transaction, the heads of the streams involved and where the
 //!    client-chosen ids already live, then check every append against that committed state
 //!    ([`Batch`]), numbering the accepted events from [`UNPLACED`].
-//! 2. `BEGIN`, take the head's row lock by moving the head past the batch (held to COMMIT),
-//!    insert the events at the positions that gives, upsert the stream heads and type counts,
-//!    `NOTIFY` the new head, and `COMMIT`, all pipelined. The lock is held while PostgreSQL
-//!    executes these statements and flushes the commit, never across a round trip to a node.
+//! 2. `BEGIN`, take the head's lock, insert the events at the positions that gives, upsert the
+//!    stream heads and type counts, `NOTIFY`, and `COMMIT`, all pipelined.
+//!
+//! Either way the lock is held while PostgreSQL executes the writes and flushes the commit,
+//! never across a round trip to a node.
 //!
 //! The plan of step 1 is stale if another commit wrote to one of its streams (or ids) after
 //! the read. Stream heads only grow, so such a plan writes a revision or an id that a committed
-//! event already has: a unique constraint refuses it, the transaction rolls back, and the batch
-//! is planned again the strict way, with the reads in the locked transaction (`BEGIN`, the lock
-//! with `FOR UPDATE`, the reads; then the writes and `COMMIT`), where nothing can change under
-//! the plan.
+//! event already has; likewise a batch of "any" appends that carries an id already stored (a
+//! retry, or a duplicate). A unique constraint refuses it, the transaction rolls back, and the
+//! batch is planned again the strict way, with the reads in the locked transaction (`BEGIN`,
+//! the lock with `FOR UPDATE`, the reads; then the writes and `COMMIT`), where nothing can
+//! change under the plan and a retry is answered with its original outcome.
 //!
 //! Only after COMMIT returns are the appends answered. A connection lost during COMMIT leaves
 //! the outcome unknown: those appends get [`StoreError::Unavailable`], and a retry with the same
@@ -30,7 +38,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use runnel_core::{AppendOutcome, AppendRequest, Position, Revision, StoreError, StreamName};
+use runnel_core::{
+    AppendOutcome, AppendRequest, ExpectedRevision, Position, Revision, StoreError, StreamName,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -74,6 +84,7 @@ const TAKE_HEAD: &str = include_str!("sql/take_head.sql");
 const INSERT_EVENTS_AT_HEAD: &str = include_str!("sql/insert_events_at_head.sql");
 const UPSERT_STREAMS_AT_HEAD: &str = include_str!("sql/upsert_streams_at_head.sql");
 const NOTIFY_AT_HEAD: &str = include_str!("sql/notify_at_head.sql");
+const APPEND_ANY_AT_HEAD: &str = include_str!("sql/append_any_at_head.sql");
 
 /// The writer's statements, prepared once per connection.
 #[derive(Debug)]
@@ -90,6 +101,7 @@ struct Statements {
     insert_events_at_head: Statement,
     upsert_streams_at_head: Statement,
     notify_at_head: Statement,
+    append_any_at_head: Statement,
 }
 
 #[derive(Debug)]
@@ -365,6 +377,7 @@ impl Writer {
                 client.prepare(INSERT_EVENTS_AT_HEAD),
                 client.prepare(UPSERT_STREAMS_AT_HEAD),
                 client.prepare(NOTIFY_AT_HEAD),
+                client.prepare(APPEND_ANY_AT_HEAD),
             )?;
             Ok::<_, tokio_postgres::Error>((under_lock, at_head))
         };
@@ -388,7 +401,13 @@ impl Writer {
                 advance_head,
                 notify_head,
             ),
-            (take_head, insert_events_at_head, upsert_streams_at_head, notify_at_head),
+            (
+                take_head,
+                insert_events_at_head,
+                upsert_streams_at_head,
+                notify_at_head,
+                append_any_at_head,
+            ),
         ) = prepared;
         Ok(WriterConnection {
             client,
@@ -405,6 +424,7 @@ impl Writer {
                 insert_events_at_head,
                 upsert_streams_at_head,
                 notify_at_head,
+                append_any_at_head,
             },
         })
     }
@@ -412,7 +432,15 @@ impl Writer {
     /// One try at committing `requests` together: planned before the lock, and again under
     /// it when another commit got in between.
     async fn attempt(&mut self, requests: &[AppendRequest]) -> Attempt {
-        match self.attempt_before_lock(requests).await {
+        let planned = if requests
+            .iter()
+            .all(|request| request.expected == ExpectedRevision::Any)
+        {
+            self.attempt_any(requests).await
+        } else {
+            self.attempt_before_lock(requests).await
+        };
+        match planned {
             Planned::Settled(attempt) => attempt,
             Planned::Stale => {
                 tracing::debug!(
@@ -422,6 +450,71 @@ impl Writer {
                 self.attempt_under_lock(requests).await
             }
         }
+    }
+
+    /// A batch whose appends all take their streams as they are (expected revision "any"):
+    /// no check needs a stream's head, so nothing is read first. One pipelined round trip
+    /// takes the head's lock and numbers each stream's events from its committed head there.
+    /// A client-chosen id that is already stored (a retry, or a duplicate) makes the unique
+    /// constraint refuse the batch: [`Planned::Stale`] then answers it under the lock.
+    async fn attempt_any(&mut self, requests: &[AppendRequest]) -> Planned {
+        if let Err(error) = self.ensure_connection().await {
+            return Planned::Settled(Attempt::Failed(error));
+        }
+        let Some(connection) = self.connection.as_ref() else {
+            return Planned::Settled(Attempt::Failed(StoreError::Unavailable {
+                cause: "no connection to PostgreSQL".to_owned(),
+            }));
+        };
+        // Every stream is planned as if new: its revisions in the batch are then offsets from
+        // the head the database has, which the write adds.
+        let mut batch = Batch::new(UNPLACED, HashMap::new(), HashMap::new());
+        let outcomes: Vec<_> = requests
+            .iter()
+            .map(|request| batch.admit(request))
+            .collect();
+        if batch.last_position().is_none() {
+            return Planned::Settled(Attempt::Done(outcomes));
+        }
+        let started = Instant::now();
+        let written = tokio::time::timeout(
+            self.settings.answer_timeout,
+            write_any_at_head(connection, &self.settings.schema, &batch),
+        )
+        .await;
+        let (first, first_revisions) = match written {
+            Ok(Ok(placed)) => placed,
+            Ok(Err(WriteFailure::Stale)) => return Planned::Stale,
+            Ok(Err(failure)) => return Planned::Settled(self.write_failed(failure)),
+            Err(_) => return Planned::Settled(self.write_timed_out()),
+        };
+        let mut placed = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            placed.push(match outcome {
+                Ok(outcome) => match first_revisions.get(&outcome.stream) {
+                    Some(base) => {
+                        let outcome = Batch::place(outcome, first);
+                        Ok(AppendOutcome {
+                            first_revision: Revision(base.0 + outcome.first_revision.0),
+                            last_revision: Revision(base.0 + outcome.last_revision.0),
+                            ..outcome
+                        })
+                    }
+                    None => Err(StoreError::Index {
+                        action: "committing an append".to_owned(),
+                        cause: format!(
+                            "the commit returned no revision for stream {}",
+                            outcome.stream
+                        ),
+                    }),
+                },
+                Err(error) => Err(error),
+            });
+        }
+        self.stats
+            .record_commit(batch.rows.len() as u64, batch.bytes, started.elapsed());
+        publish(&self.head, Position(first.0 + batch.rows.len() as u64 - 1));
+        Planned::Settled(Attempt::Done(placed))
     }
 
     /// Plans the batch from committed state read without any lock, then writes it and takes
@@ -828,6 +921,85 @@ async fn write_at_head(
         }
         Err(error) => Err(classify(error, committed.is_ok())),
     }
+}
+
+/// Writes a batch of appends that all expect "any" revision, planned from [`UNPLACED`] with
+/// every stream's revisions counted from 0, and commits it, in one pipelined round trip:
+/// `BEGIN`, the head's lock, the stream heads moved and the events inserted at the revisions
+/// and positions that gives, `NOTIFY`, `COMMIT`. Returns the batch's first position and each
+/// stream's first revision.
+async fn write_any_at_head(
+    connection: &WriterConnection,
+    schema: &str,
+    batch: &Batch<'_>,
+) -> Result<(Position, HashMap<StreamName, Revision>), WriteFailure> {
+    let client = &connection.client;
+    let statements = &connection.statements;
+    let rows = &batch.rows;
+    let offsets: Vec<i64> = rows
+        .positions
+        .iter()
+        .map(|position| position - crate::rows::to_i64(UNPLACED.0))
+        .collect();
+    let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+    let (stream_types, stream_ids, last_revisions, _) = stream_columns(batch);
+    let stream_events: Vec<i64> = last_revisions.iter().map(|last| last + 1).collect();
+    let take_params: [&(dyn ToSql + Sync); 1] = [&count];
+    let append_params: [&(dyn ToSql + Sync); 14] = [
+        &stream_types,
+        &stream_ids,
+        &stream_events,
+        &offsets,
+        &rows.stream_types,
+        &rows.stream_ids,
+        &rows.revisions,
+        &rows.ids,
+        &rows.event_types,
+        &rows.data_json,
+        &rows.data_binary,
+        &rows.content_types,
+        &rows.metadata,
+        &count,
+    ];
+    let notify_params: [&(dyn ToSql + Sync); 2] = [&HEAD_CHANNEL, &schema];
+    let (begun, taken, appended, notified, committed) = futures::join!(
+        client.batch_execute("BEGIN"),
+        client.query_one(&statements.take_head, &take_params),
+        client.query(&statements.append_any_at_head, &append_params),
+        client.query(&statements.notify_at_head, &notify_params),
+        // After a failed statement the transaction is aborted and PostgreSQL answers this
+        // COMMIT with a rollback: nothing is written unless every statement above succeeded.
+        client.batch_execute("COMMIT"),
+    );
+    let statements_ok = begun.and(taken).and_then(|taken| {
+        let appended = appended?;
+        notified?;
+        Ok((taken, appended))
+    });
+    let (taken, appended) = match statements_ok {
+        Ok(rows) => rows,
+        // A client-chosen id that is already stored: a retry or a duplicate, for the locked
+        // path to answer. The transaction rolled back.
+        Err(error) if committed.is_ok() && error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            return Err(WriteFailure::Stale);
+        }
+        Err(error) => return Err(classify(error, committed.is_ok())),
+    };
+    committed.map_err(WriteFailure::Unknown)?;
+    // Committed: a row that does not decode now cannot undo it, so it fails the answers
+    // (the appends are stored; a retry with the same ids finds them).
+    let first: i64 = taken.try_get(0).map_err(WriteFailure::Unknown)?;
+    let mut first_revisions = HashMap::with_capacity(appended.len());
+    for row in &appended {
+        let stream_type: &str = row.try_get(0).map_err(WriteFailure::Unknown)?;
+        let stream_id: &str = row.try_get(1).map_err(WriteFailure::Unknown)?;
+        let revision: i64 = row.try_get(2).map_err(WriteFailure::Unknown)?;
+        let Ok(stream) = stream_name(stream_type, stream_id) else {
+            continue;
+        };
+        first_revisions.insert(stream, Revision(u64::try_from(revision).unwrap_or(0)));
+    }
+    Ok((Position(u64::try_from(first).unwrap_or(0)), first_revisions))
 }
 
 /// A failed statement of a second round trip: refused by the server (the transaction rolled
