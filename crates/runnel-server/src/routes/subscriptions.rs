@@ -641,6 +641,13 @@ pub(crate) async fn receive(
     let messages = groups
         .receive(&name, ConsumerKind::Pull, max as usize, wait)
         .await?;
+    // The check above used this node's copy of the group's configuration, which may predate
+    // another node's change to its filter. The receive's commit brought the copy up to date
+    // with the group's stream, so checking again before answering means a key never sees
+    // events of a filter it may not read; what it leased then expires and goes to others.
+    if !messages.is_empty() {
+        check_reach(&caller, &*groups.config(&name).await?)?;
+    }
     Ok(Json(ReceiveView {
         messages: messages
             .into_iter()
