@@ -668,6 +668,9 @@ impl Writer {
                 action: "writing a group commit to PostgreSQL".to_owned(),
                 cause: "the batch conflicted with a committed event".to_owned(),
             }),
+            WriteFailure::RolledBack(error) => {
+                Attempt::Failed(store_error("writing a group commit", &error))
+            }
             WriteFailure::Unknown(error) => {
                 self.connection = None;
                 Attempt::Failed(StoreError::Unavailable {
@@ -1002,11 +1005,16 @@ async fn write_any_at_head(
     Ok((Position(u64::try_from(first).unwrap_or(0)), first_revisions))
 }
 
-/// A failed statement of a second round trip: refused by the server (the transaction rolled
-/// back, nothing written), or unknown (the connection broke, maybe after COMMIT).
+/// A failed statement of a second round trip: refused by the server or failed for a passing
+/// reason (either way the transaction rolled back, nothing written), or unknown (the
+/// connection broke, maybe after COMMIT).
 fn classify(error: tokio_postgres::Error, commit_answered: bool) -> WriteFailure {
     match error.as_db_error() {
-        Some(_) if !is_transient(&error) && commit_answered => WriteFailure::Refused(error),
+        Some(_) if commit_answered && !is_transient(&error) => WriteFailure::Refused(error),
+        // The server answered COMMIT after a failed statement, so it rolled back: e.g. the
+        // head's lock was not granted within `lock_timeout`, which now happens in this round
+        // trip. Nothing was written and the connection is fine.
+        Some(_) if commit_answered => WriteFailure::RolledBack(error),
         _ => WriteFailure::Unknown(error),
     }
 }
@@ -1039,6 +1047,9 @@ enum WriteFailure {
     Unknown(tokio_postgres::Error),
     /// A batch planned before the lock met a commit that came after its read; it rolled back.
     Stale,
+    /// A statement failed for a passing reason (an outage, a lock timeout) and the server
+    /// answered COMMIT with a rollback: nothing was written.
+    RolledBack(tokio_postgres::Error),
 }
 
 /// The writes of a planned batch and `COMMIT`, pipelined in one round trip.
