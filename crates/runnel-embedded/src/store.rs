@@ -378,6 +378,11 @@ fn read_all_blocking(
                 head,
             });
         }
+        if position == last {
+            // Stop without decoding another frame: what follows the durable head may be a
+            // batch the writer is writing at this moment, whose frames are not whole yet.
+            break;
+        }
     }
     Ok(AllSlice {
         events,

@@ -6,3 +6,4 @@ mod corruption;
 mod crash;
 mod durability;
 mod faults;
+mod tailing;
