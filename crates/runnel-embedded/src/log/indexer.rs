@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use runnel_core::{Position, StoreError};
@@ -25,6 +25,13 @@ use tokio::sync::oneshot;
 
 use crate::index::{IndexUpdate, StreamHead};
 use crate::shared::Shared;
+
+/// An index commit waits this long for a few more batches before it starts: each redb commit
+/// copies every page it dirtied, so fewer, larger commits cost less per event. Appends do not
+/// wait for the index; only stream reads right after an append may wait this much longer.
+const GATHER_WAIT: Duration = Duration::from_micros(500);
+/// Batches that make a commit worth starting without waiting.
+const GATHER_BATCHES: usize = 4;
 
 /// The most events one index transaction takes from the queue.
 const MAX_EVENTS_PER_INDEX_COMMIT: usize = 64 * 1024;
@@ -55,8 +62,17 @@ pub(crate) fn run(shared: Arc<Shared>, work: Receiver<IndexerCommand>) {
         let mut events = first.events.len();
         let mut works = vec![first];
         let mut close = None;
+        let gather_until = Instant::now() + GATHER_WAIT;
         while events < MAX_EVENTS_PER_INDEX_COMMIT {
-            match work.try_recv() {
+            let next = if works.len() >= GATHER_BATCHES {
+                work.try_recv().map_err(|error| match error {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            } else {
+                work.recv_timeout(gather_until.saturating_duration_since(Instant::now()))
+            };
+            match next {
                 Ok(IndexerCommand::Index(more)) => {
                     events += more.events.len();
                     works.push(more);
@@ -65,7 +81,7 @@ pub(crate) fn run(shared: Arc<Shared>, work: Receiver<IndexerCommand>) {
                     close = Some(done);
                     break;
                 }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
         let durable = last_durable.elapsed() >= interval;
