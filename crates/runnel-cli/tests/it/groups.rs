@@ -1089,28 +1089,7 @@ async fn after_a_kill_9_no_acknowledged_event_comes_again_and_none_is_lost() {
     let acked_before: HashSet<u64> = acked.lock().expect("lock").clone();
     let restarted = TestServer::start_in(&data_dir, &[]).await;
     let api = Api::of(&restarted);
-    let mut after: Vec<u64> = Vec::new();
-    let mut quiet_since = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    // Leases from before the crash run out within ack_timeout_ms; stop after a quiet spell
-    // longer than that.
-    while quiet_since.elapsed() < Duration::from_millis(2_500) {
-        assert!(
-            Instant::now() < deadline,
-            "consumption after the restart did not finish"
-        );
-        let messages = api.receive("crash", 50, 300).await;
-        if messages.is_empty() {
-            continue;
-        }
-        quiet_since = Instant::now();
-        after.extend(
-            messages
-                .iter()
-                .map(|m| m["event"]["position"].as_u64().expect("position")),
-        );
-        api.ack("crash", &messages).await;
-    }
+    let after = drain_until_quiet(&api, "crash").await;
     let again: Vec<&u64> = after.iter().filter(|p| acked_before.contains(p)).collect();
     assert!(
         again.is_empty(),
@@ -1309,28 +1288,7 @@ async fn after_a_kill_9_during_concurrent_commits_no_acknowledged_event_comes_ag
     let acked_before: HashSet<u64> = acked.lock().expect("lock").clone();
     let restarted = TestServer::start_in(&data_dir, &[]).await;
     let api = Api::of(&restarted);
-    let mut after: Vec<u64> = Vec::new();
-    let mut quiet_since = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    // Leases from before the crash run out within ack_timeout_ms; stop after a quiet spell
-    // longer than that.
-    while quiet_since.elapsed() < Duration::from_millis(2_500) {
-        assert!(
-            Instant::now() < deadline,
-            "consumption after the restart did not finish"
-        );
-        let messages = api.receive("crash-many", 50, 300).await;
-        if messages.is_empty() {
-            continue;
-        }
-        quiet_since = Instant::now();
-        after.extend(
-            messages
-                .iter()
-                .map(|m| m["event"]["position"].as_u64().expect("position")),
-        );
-        api.ack("crash-many", &messages).await;
-    }
+    let after = drain_until_quiet(&api, "crash-many").await;
     let again: Vec<&u64> = after.iter().filter(|p| acked_before.contains(p)).collect();
     assert!(
         again.is_empty(),
@@ -1357,4 +1315,30 @@ async fn after_a_kill_9_during_concurrent_commits_no_acknowledged_event_comes_ag
         Some(EVENTS as u64),
         "{status}"
     );
+}
+
+/// Receives and acknowledges until nothing has come for longer than the leases from before a
+/// crash can last (their ack_timeout_ms); the positions received, in order.
+async fn drain_until_quiet(api: &Api, group: &str) -> Vec<u64> {
+    let mut after: Vec<u64> = Vec::new();
+    let mut quiet_since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while quiet_since.elapsed() < Duration::from_millis(2_500) {
+        assert!(
+            Instant::now() < deadline,
+            "consumption after the restart did not finish"
+        );
+        let messages = api.receive(group, 50, 300).await;
+        if messages.is_empty() {
+            continue;
+        }
+        quiet_since = Instant::now();
+        after.extend(
+            messages
+                .iter()
+                .map(|m| m["event"]["position"].as_u64().expect("position")),
+        );
+        api.ack(group, &messages).await;
+    }
+    after
 }

@@ -640,18 +640,7 @@ async fn a_timed_out_event_is_parked_after_max_deliveries_and_replay_delivers_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_endpoint_opens_the_circuit_and_a_successful_probe_closes_it() {
-    let server = TestServer::start_with(&[
-        "--webhook-allow-private",
-        "--webhook-retry-min-ms",
-        "50",
-        "--webhook-retry-max-ms",
-        "100",
-        "--webhook-circuit-failures",
-        "3",
-        "--webhook-circuit-cool-down-ms",
-        "2500",
-    ])
-    .await;
+    let server = TestServer::start_with(&breaker_flags("3", "2500")).await;
     let receiver = Receiver::start().await;
     receiver.answer_always(Answer::Status(500, None));
     put(
@@ -857,18 +846,7 @@ async fn after_a_kill_9_mid_delivery_every_event_arrives_and_acknowledged_ones_d
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_a_subscription_paused_by_its_circuit_delivers_at_once() {
-    let server = TestServer::start_with(&[
-        "--webhook-allow-private",
-        "--webhook-retry-min-ms",
-        "50",
-        "--webhook-retry-max-ms",
-        "100",
-        "--webhook-circuit-failures",
-        "2",
-        "--webhook-circuit-cool-down-ms",
-        "600000",
-    ])
-    .await;
+    let server = TestServer::start_with(&breaker_flags("2", "600000")).await;
     let receiver = Receiver::start().await;
     receiver.answer_always(Answer::Status(502, None));
     put(
@@ -902,8 +880,9 @@ async fn resuming_a_subscription_paused_by_its_circuit_delivers_at_once() {
         .await;
 }
 
-/// The flags of the shared-breaker tests: three failures in a row open an endpoint's breaker.
-fn breaker_flags(cool_down_ms: &'static str) -> Vec<&'static str> {
+/// Flags for the breaker tests: quick retries, and `failures` failed attempts in a row open an
+/// endpoint's breaker for `cool_down_ms`.
+fn breaker_flags(failures: &'static str, cool_down_ms: &'static str) -> Vec<&'static str> {
     vec![
         "--webhook-allow-private",
         "--webhook-retry-min-ms",
@@ -911,7 +890,7 @@ fn breaker_flags(cool_down_ms: &'static str) -> Vec<&'static str> {
         "--webhook-retry-max-ms",
         "100",
         "--webhook-circuit-failures",
-        "3",
+        failures,
         "--webhook-circuit-cool-down-ms",
         cool_down_ms,
     ]
@@ -958,7 +937,7 @@ async fn two_subscriptions_paused_by_one_breaker(server: &TestServer, receiver: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_to_one_endpoint_share_its_circuit_breaker() {
     // A ten-minute cool-down: no probe comes during the test.
-    let server = TestServer::start_with(&breaker_flags("600000")).await;
+    let server = TestServer::start_with(&breaker_flags("3", "600000")).await;
     let receiver = Receiver::start().await;
     two_subscriptions_paused_by_one_breaker(&server, &receiver).await;
     // Separate breakers would each need three failures (six requests). The shared one opens
@@ -1019,7 +998,7 @@ async fn subscriptions_to_one_endpoint_share_its_circuit_breaker() {
 /// succeeds, both are resumed and every event arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_successful_probe_resumes_every_subscription_on_the_endpoint() {
-    let server = TestServer::start_with(&breaker_flags("1500")).await;
+    let server = TestServer::start_with(&breaker_flags("3", "1500")).await;
     let receiver = Receiver::start().await;
     two_subscriptions_paused_by_one_breaker(&server, &receiver).await;
     receiver.answer_always(Answer::Ok);
