@@ -59,6 +59,19 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         limit: usize,
     ) -> Result<AllSlice, StoreError>;
 
+    /// How many events `$all` holds from `from` through `through`, counting no further than
+    /// `cap`: how far a reader at `from` is behind a head at `through`. The default answers
+    /// from the positions alone, which is exact for an engine whose positions have no gaps;
+    /// an engine whose positions have gaps counts.
+    async fn count_events(
+        &self,
+        from: Position,
+        through: Position,
+        cap: u64,
+    ) -> Result<u64, StoreError> {
+        Ok(through.0.saturating_add(1).saturating_sub(from.0).min(cap))
+    }
+
     /// A watch of the last durable position, for any number of followers, with no per-follower
     /// buffering: the engine publishes only the new head and followers read the log themselves.
     fn watch_head(&self) -> HeadWatch;

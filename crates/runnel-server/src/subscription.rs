@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::Stream;
-use runnel_core::{AllFilter, HeadWatch, MAX_PAGE_LIMIT, Position, Store};
+use runnel_core::{AllFilter, AllSlice, HeadWatch, MAX_PAGE_LIMIT, Position, Store};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::Instant;
@@ -23,6 +23,10 @@ use tokio::time::Instant;
 use crate::auth::{Auth, Caller};
 use crate::model::EventView;
 use crate::telemetry::{OpenSubscription, SUBSCRIPTION_LAG_EVENTS, SUBSCRIPTIONS_CLOSED_LAGGING};
+
+/// How often a subscription that reads behind the head counts the events between it and the
+/// head, when their positions span more than its lag limit.
+const LAG_COUNT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How a subscription reads and paces itself.
 #[derive(Debug, Clone)]
@@ -55,6 +59,8 @@ pub(crate) struct Feed {
     /// The first chunk is a comment, so the client sees the response start at once.
     greeted: bool,
     last_sent: Instant,
+    /// When this subscription last counted how far behind the head it is.
+    lag_counted_at: Option<Instant>,
     done: bool,
     _permit: OwnedSemaphorePermit,
     _open: OpenSubscription,
@@ -84,6 +90,7 @@ impl Feed {
             live: false,
             greeted: false,
             last_sent: Instant::now(),
+            lag_counted_at: None,
             done: false,
             _permit: permit,
             _open: OpenSubscription::new(),
@@ -144,7 +151,7 @@ impl Feed {
                     return self.close("the store failed a read; resume with Last-Event-ID");
                 }
             };
-            if let Some(chunk) = self.check_lag(slice.head) {
+            if let Some(chunk) = self.check_lag(&slice).await {
                 return chunk;
             }
             let caught_up = slice.next.is_none();
@@ -215,14 +222,40 @@ impl Feed {
     /// A live subscription that fell more than `max_lag_events` behind is closed: it is cheaper
     /// for the client to resume with `Last-Event-ID` than for the server to keep a connection
     /// that may never catch up.
-    fn check_lag(&mut self, head: Option<Position>) -> Option<Bytes> {
-        let head = head?;
-        let lag = (head.0 + 1).saturating_sub(self.cursor.0);
+    ///
+    /// Positions may have gaps (on PostgreSQL each transaction takes 2^16), so the span of
+    /// positions between the cursor and the head is only an upper bound of the events in it:
+    /// within the limit, nothing is counted; beyond it, the store counts the events, at most
+    /// once per [`LAG_COUNT_INTERVAL`].
+    async fn check_lag(&mut self, slice: &AllSlice) -> Option<Bytes> {
+        let head = slice.head?;
+        if slice.next.is_none() {
+            // This read reached the head.
+            metrics::histogram!(SUBSCRIPTION_LAG_EVENTS).record(0.0);
+            return None;
+        }
+        let span = (head.0 + 1).saturating_sub(self.cursor.0);
+        if span <= self.limits.max_lag_events
+            || self
+                .lag_counted_at
+                .is_some_and(|at| at.elapsed() < LAG_COUNT_INTERVAL)
+        {
+            return None;
+        }
+        self.lag_counted_at = Some(Instant::now());
+        let cap = self.limits.max_lag_events.saturating_add(1);
+        let lag = match self.store.count_events(self.cursor, head, cap).await {
+            Ok(lag) => lag,
+            Err(error) => {
+                tracing::debug!(%error, "a subscription could not count its lag");
+                return None;
+            }
+        };
         metrics::histogram!(SUBSCRIPTION_LAG_EVENTS).record(lag as f64);
         if self.live && lag > self.limits.max_lag_events {
             metrics::counter!(SUBSCRIPTIONS_CLOSED_LAGGING).increment(1);
             return Some(self.close(&format!(
-                "this subscription is {lag} events behind the head (subscription_max_lag_events = {}); resume with Last-Event-ID",
+                "this subscription is more than {} events behind the head (subscription_max_lag_events); resume with Last-Event-ID",
                 self.limits.max_lag_events
             )));
         }

@@ -416,6 +416,21 @@ impl Store for ModelStore {
         Ok(self.read_all_now(from, filter, limit))
     }
 
+    async fn count_events(
+        &self,
+        from: Position,
+        through: Position,
+        cap: u64,
+    ) -> Result<u64, StoreError> {
+        let state = self.lock();
+        let counted = state
+            .events
+            .iter()
+            .filter(|event| event.position >= from && event.position <= through)
+            .count();
+        Ok((counted as u64).min(cap))
+    }
+
     fn watch_head(&self) -> HeadWatch {
         HeadWatch::new(self.head.clone())
     }

@@ -448,7 +448,7 @@ impl GroupService {
                     })
                 }
                 Some(previous) if *previous == config => {
-                    return Ok(self.put_outcome(&cell, &runtime, false, source));
+                    return Ok(self.put_outcome(&cell, &runtime, false, source).await);
                 }
                 Some(_) => GroupEvent::Updated(Updated {
                     config,
@@ -457,21 +457,21 @@ impl GroupService {
             };
             if let Written::Yes = self.write(&cell, &mut runtime, vec![event]).await? {
                 self.inner.changes.send_modify(|n| *n += 1);
-                return Ok(self.put_outcome(&cell, &runtime, created, source));
+                return Ok(self.put_outcome(&cell, &runtime, created, source).await);
             }
         }
         self.forget_if_absent(&cell, &runtime);
         Err(GroupError::Contended { name: name.clone() })
     }
 
-    fn put_outcome(
+    async fn put_outcome(
         &self,
         cell: &Cell,
         runtime: &Runtime,
         created: bool,
         source: SecretSource,
     ) -> PutOutcome {
-        let view = self.view(cell, runtime);
+        let view = self.view(cell, runtime).await;
         let generated_secret = match (&view.config.delivery, source) {
             (Delivery::Webhook(webhook), SecretSource::Generated) => {
                 Some(webhook.secret.to_whsec())
@@ -522,7 +522,7 @@ impl GroupService {
         let (cell, mut runtime) = self.existing(name).await?;
         self.catch_up(&cell, &mut runtime).await?;
         match runtime.state {
-            Some(_) => Ok(self.view(&cell, &runtime)),
+            Some(_) => Ok(self.view(&cell, &runtime).await),
             None => Err(GroupError::NotFound { name: name.clone() }),
         }
     }
@@ -575,7 +575,7 @@ impl GroupService {
             let mut runtime = Arc::clone(&cell.runtime).lock_owned().await;
             self.ensure_loaded(&cell, &mut runtime).await?;
             if runtime.state.is_some() {
-                views.push(self.view(&cell, &runtime));
+                views.push(self.view(&cell, &runtime).await);
             } else {
                 self.forget_if_absent(&cell, &runtime);
             }
@@ -843,8 +843,11 @@ impl GroupService {
             if let Err(error) = self.expire(&cell, &mut runtime).await {
                 tracing::warn!(group = %cell.name, %error, "cannot record expired leases");
             }
-            if let Some(state) = &runtime.state {
-                telemetry::gauges(&cell.name, state, lag(head, cursor_of(&runtime)));
+            if runtime.state.is_some() {
+                let lag = self.lag(head, cursor_of(&runtime)).await;
+                if let Some(state) = &runtime.state {
+                    telemetry::gauges(&cell.name, state, lag);
+                }
             }
         }
     }
@@ -1473,8 +1476,30 @@ impl GroupService {
         }
     }
 
-    fn view(&self, cell: &Cell, runtime: &Runtime) -> GroupView {
+    /// How many events lie between the group's cursor and the head, counted by the store (its
+    /// positions may have gaps), up to [`MAX_COUNTED_LAG_EVENTS`]. A failed count falls back
+    /// to the span of positions, an upper bound.
+    async fn lag(&self, head: Option<Position>, cursor: Position) -> u64 {
+        let Some(head) = head else {
+            return 0;
+        };
+        match self
+            .inner
+            .store
+            .count_events(cursor, head, MAX_COUNTED_LAG_EVENTS)
+            .await
+        {
+            Ok(lag) => lag,
+            Err(error) => {
+                tracing::debug!(%error, "cannot count a group's lag; reporting the span of positions");
+                (head.0 + 1).saturating_sub(cursor.0)
+            }
+        }
+    }
+
+    async fn view(&self, cell: &Cell, runtime: &Runtime) -> GroupView {
         let head = self.inner.store.watch_head().current();
+        let lag = self.lag(head, cursor_of(runtime)).await;
         let limits = &self.inner.limits;
         // Only called with a group that exists.
         let state = runtime
@@ -1489,7 +1514,7 @@ impl GroupService {
             status: GroupStatus {
                 cursor: cursor.0,
                 head: head.map(|h| h.0),
-                lag: lag(head, cursor),
+                lag,
                 in_flight: state.in_flight(),
                 pending: state.pending(),
                 parked: state.parked(),
@@ -1600,9 +1625,9 @@ fn cursor_of(runtime: &Runtime) -> Position {
     state_cursor.max(runtime.scanned_to)
 }
 
-fn lag(head: Option<Position>, cursor: Position) -> u64 {
-    head.map_or(0, |head| (head.0 + 1).saturating_sub(cursor.0))
-}
+/// Lag is counted up to this many events: enough to tell a group that is far behind, bounded
+/// so that a status read costs a bounded count on an engine whose positions have gaps.
+const MAX_COUNTED_LAG_EVENTS: u64 = 1_000_000;
 
 /// How many events to ask the store for when `wanted` more could be leased: a little more
 /// than that (some may not match the content pattern; the scan reads on when too few do),
