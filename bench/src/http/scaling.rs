@@ -378,12 +378,12 @@ fn commits(out: &mut String, args: &PostgresArgs, systems: &[SystemRun]) {
     );
     let _ = writeln!(
         out,
-        "\"Durable write\" is the embedded engine's fdatasync, or on PostgreSQL the second round \
-         trip of a group commit (inserts, upserts, COMMIT with its WAL flush); \"ms per commit, \
-         per node\" is the wall time between one node's commits (its writer commits one \
-         transaction at a time), so what it has beyond the durable write is the first round \
-         trip (BEGIN, the head-row lock, reads), waiting for that lock, and assembling the \
-         batch.\n"
+        "\"Durable write\" is the embedded engine's fdatasync, or on PostgreSQL the round trip \
+         that writes a group commit (the streams' locks, inserts, upserts, COMMIT with its WAL \
+         flush, and the notification after it); \"ms per commit, per node\" is the mean \
+         interval between one node's commits: the embedded engine has one writer, while on \
+         PostgreSQL a node's writer lanes commit side by side, so one commit may take longer \
+         than this interval.\n"
     );
     let mut table = Table::new(&[
         "system",

@@ -31,8 +31,11 @@ pub(crate) struct ServeConfig {
     /// verifying `sslmode`s trust the system's roots.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) postgres_ca_cert: Option<PathBuf>,
-    /// PostgreSQL connections for reads (the writer and the listener have one each besides).
+    /// PostgreSQL connections for reads (the writer's lanes and the listener have their own
+    /// besides).
     pub(crate) postgres_pool_size: usize,
+    /// The writer's lanes: PostgreSQL connections that each run one group commit at a time.
+    pub(crate) postgres_writer_connections: usize,
     /// Opening a PostgreSQL connection, TLS and authentication included.
     pub(crate) postgres_connect_timeout_ms: u64,
     /// The database cancels a statement (and a lock wait) after this long.
@@ -102,6 +105,7 @@ impl Default for ServeConfig {
             postgres_url: None,
             postgres_ca_cert: None,
             postgres_pool_size: postgres.pool_size,
+            postgres_writer_connections: postgres.writer_connections,
             postgres_connect_timeout_ms: postgres.connect_timeout_ms,
             postgres_statement_timeout_ms: postgres.statement_timeout_ms,
             postgres_pool_wait_timeout_ms: postgres.pool_wait_timeout_ms,
@@ -239,6 +243,13 @@ impl ServeConfig {
                 "postgres_pool_size must be 1 to {MAX_POSTGRES_POOL_SIZE} connections, not {pool}"
             );
         }
+        let lanes = self.postgres_writer_connections;
+        if !(1..=runnel_postgres::MAX_WRITER_CONNECTIONS).contains(&lanes) {
+            anyhow::bail!(
+                "postgres_writer_connections must be 1 to {} connections, not {lanes}",
+                runnel_postgres::MAX_WRITER_CONNECTIONS
+            );
+        }
         for (setting, value) in [
             (
                 "postgres_connect_timeout_ms",
@@ -273,6 +284,7 @@ impl ServeConfig {
             limits: self.limits(),
             max_queued_appends: self.max_queued_appends,
             pool_size: self.postgres_pool_size,
+            writer_connections: self.postgres_writer_connections,
             connect_timeout_ms: self.postgres_connect_timeout_ms,
             statement_timeout_ms: self.postgres_statement_timeout_ms,
             pool_wait_timeout_ms: self.postgres_pool_wait_timeout_ms,

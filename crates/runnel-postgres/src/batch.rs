@@ -1,8 +1,9 @@
 //! One group commit's plan: which appends pass their checks, and the rows they write.
 //!
-//! The writer builds a [`Batch`] from what it read under the log head's lock (the current
-//! heads of the streams involved, and where the client-chosen ids already live), so the checks
-//! here see every committed append and nothing can change under them until COMMIT. Each append
+//! The writer builds a [`Batch`] from what it read (the current heads of the streams involved,
+//! and where the client-chosen ids already live): committed state, which either holds until
+//! COMMIT (the streams were locked before the read) or makes the write fail on a unique
+//! constraint (another commit got there first; see the writer). Each append
 //! is checked against that state plus what the earlier appends of the same batch wrote: a
 //! failed check rejects that append alone and writes nothing of it.
 
@@ -16,11 +17,11 @@ use uuid::Uuid;
 
 pub(crate) use runnel_core::idempotency::IdSite;
 
-/// Where a batch planned before it holds the log head's lock numbers its events: far above any
-/// position the database can reach (positions are `bigint`), so that [`Batch::place`] tells the
-/// outcomes of this batch's writes, numbered from here, from those of committed events (a retry
-/// answered with its original outcome), and moves only the former to the positions the head
-/// gave the batch at commit.
+/// Where a batch numbers its events while it is planned, before its transaction has an id: far
+/// above any position the database can reach, so that [`Batch::place`] tells the outcomes of
+/// this batch's writes, numbered from here, from those of committed events (a retry answered
+/// with its original outcome), and moves only the former to the positions the transaction
+/// gave the batch.
 pub(crate) const UNPLACED: Position = Position(1 << 62);
 
 /// A stream this batch writes to: its new head, and whether the batch created it.
@@ -56,7 +57,7 @@ impl EventRows<'_> {
 pub(crate) struct Batch<'a> {
     pub(crate) first_position: Position,
     pub(crate) next_position: Position,
-    /// Stream heads as committed, read under the lock (absent: no events).
+    /// Stream heads as committed (absent: no events).
     committed_heads: HashMap<StreamName, Revision>,
     /// Client-chosen ids: where they live, committed or written by this batch.
     ids: HashMap<Uuid, IdSite>,

@@ -7,6 +7,13 @@ use runnel_core::AppendLimits;
 
 use crate::error::PostgresError;
 
+/// The positions one transaction numbers its events with: 2^16 from its first (see the crate
+/// documentation), so a group commit, and an append, carries at most this many events.
+pub const MAX_EVENTS_PER_TRANSACTION: usize = 1 << 16;
+
+/// The most writer lanes a node runs.
+pub const MAX_WRITER_CONNECTIONS: usize = 64;
+
 /// How a [`crate::PostgresStore`] connects and how much it takes on at once.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
@@ -18,11 +25,21 @@ pub struct PostgresConfig {
     /// `prefer` and `require` check nothing (see the module `tls`). The URL's `sslrootcert`
     /// says the same; giving both is refused unless they agree.
     pub ca_cert: Option<PathBuf>,
-    /// Connections for reads. The writer and the notification listener have one each besides.
+    /// Connections for reads. The writer's lanes and the notification listener have their own
+    /// besides.
     pub pool_size: usize,
+    /// The writer's lanes: connections that each run one group commit at a time, side by side
+    /// with the others (and with every other node's). More lanes overlap one commit's round
+    /// trip and WAL flush with the next one's; each costs a connection.
+    pub writer_connections: usize,
+    /// The longest a committed append waits for every reader to be able to see it (an older
+    /// transaction anywhere in the database cluster hides it until it ends) before it is
+    /// answered anyway.
+    pub visibility_wait_ms: u64,
     /// Appends waiting for the writer; beyond that an append is refused as overloaded.
     pub max_queued_appends: usize,
-    /// The most events one group commit (one transaction) carries.
+    /// The most events one group commit (one transaction) carries; at most
+    /// [`MAX_EVENTS_PER_TRANSACTION`].
     pub max_batch_events: usize,
     /// The most event bytes one group commit carries (one append bigger than this still goes,
     /// alone).
@@ -42,7 +59,7 @@ pub struct PostgresConfig {
     /// After the database was found unreachable, appends fail at once for this long instead of
     /// each waiting for another connection attempt.
     pub reconnect_backoff_ms: u64,
-    /// The most positions a filtered `$all` read scans before it returns what it found.
+    /// The most events a filtered `$all` read scans before it returns what it found.
     pub max_scan_events: usize,
 }
 
@@ -53,6 +70,8 @@ impl PostgresConfig {
             url: url.into(),
             ca_cert: None,
             pool_size: 16,
+            writer_connections: 2,
+            visibility_wait_ms: 1_000,
             max_queued_appends: 4_096,
             max_batch_events: 4_096,
             max_batch_bytes: 8 * 1024 * 1024,
@@ -80,6 +99,19 @@ impl PostgresConfig {
             return invalid(
                 "max_queued_appends, max_batch_events and max_batch_bytes must be positive",
             );
+        }
+        if self.writer_connections == 0 || self.writer_connections > MAX_WRITER_CONNECTIONS {
+            return invalid(&format!(
+                "writer_connections must be 1 to {MAX_WRITER_CONNECTIONS}"
+            ));
+        }
+        if self.max_batch_events > MAX_EVENTS_PER_TRANSACTION
+            || self.limits.max_events_per_append > MAX_EVENTS_PER_TRANSACTION
+        {
+            return invalid(&format!(
+                "max_batch_events and max_events_per_append must be at most \
+                 {MAX_EVENTS_PER_TRANSACTION}: a transaction has that many positions"
+            ));
         }
         if self.max_scan_events == 0 {
             return invalid("max_scan_events must be positive");
@@ -125,6 +157,8 @@ impl std::fmt::Debug for PostgresConfig {
             .field("url", &redact_url(&self.url))
             .field("ca_cert", &self.ca_cert)
             .field("pool_size", &self.pool_size)
+            .field("writer_connections", &self.writer_connections)
+            .field("visibility_wait_ms", &self.visibility_wait_ms)
             .field("max_queued_appends", &self.max_queued_appends)
             .field("max_batch_events", &self.max_batch_events)
             .field("max_batch_bytes", &self.max_batch_bytes)
@@ -199,5 +233,27 @@ mod tests {
             ..PostgresConfig::default()
         };
         assert!(zero_pool.validate().is_err());
+        let no_lanes = PostgresConfig {
+            writer_connections: 0,
+            ..PostgresConfig::default()
+        };
+        assert!(no_lanes.validate().is_err());
+    }
+
+    #[test]
+    fn a_batch_cannot_outgrow_a_transactions_positions() {
+        let too_big = PostgresConfig {
+            max_batch_events: MAX_EVENTS_PER_TRANSACTION + 1,
+            ..PostgresConfig::default()
+        };
+        assert!(too_big.validate().is_err());
+        let too_big_append = PostgresConfig {
+            limits: AppendLimits {
+                max_events_per_append: MAX_EVENTS_PER_TRANSACTION + 1,
+                ..AppendLimits::default()
+            },
+            ..PostgresConfig::default()
+        };
+        assert!(too_big_append.validate().is_err());
     }
 }

@@ -25,9 +25,10 @@ use crate::tls::{PostgresTls, split_url};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
     Reader,
-    /// The group-commit connection. Its transactions hold the log head's lock, so the server
+    /// A group-commit connection (one per writer lane). Its transactions hold their streams'
+    /// locks and keep every `$all` reader below their positions until they end, so the server
     /// must end them if this node stops in the middle of one (`idle_in_transaction_…`), or
-    /// every node's appends would wait behind it.
+    /// other nodes' appends to those streams, and every reader, would wait behind it.
     Writer,
     Listener,
     Migrator,

@@ -48,6 +48,13 @@ pub enum PostgresError {
     )]
     NoSchema { url: String },
 
+    #[error(
+        "the database at {url} hands out transaction ids below the positions its Runnel log holds \
+         (was it restored from a logical dump?), so new events would go before old ones: run \
+         `runnel migrate` with every node stopped, which moves new positions past them"
+    )]
+    PositionsAhead { url: String },
+
     #[error("the database at {url} uses encoding {encoding}; Runnel needs UTF8")]
     UnsupportedEncoding { url: String, encoding: String },
 

@@ -1,22 +1,26 @@
-//! The head follower: keeps this node's watch of the last committed position up to date with
+//! The head follower: keeps this node's watch of the last visible position up to date with
 //! commits on every node.
 //!
-//! Each group commit sends `NOTIFY runnel_head, '<schema> <last position>'` inside its
-//! transaction, so PostgreSQL delivers it to every listening node when, and only if, it commits.
-//! Because positions are assigned under the log head's lock, every position up to a notified
-//! one is committed too, so the follower can publish it at once.
+//! The head is the last position below the horizon (`runnel_visible_head()`): every event up
+//! to it is committed and no event can appear below it later. After each group commit, the
+//! writer reads it and sends it to every node with `NOTIFY runnel_head, '<schema> <head>'`, so
+//! the follower can publish a notified head at once.
 //!
-//! A notification is only a hint: those sent while the listener reconnects are lost. So after
-//! every (re)connect, once `LISTEN` is in place, the follower reads the head from the table, and
-//! it reads it again every `head_poll_interval_ms` anyway. A lost notification costs at most that
-//! much latency, never an event: followers re-read the log from their own last position.
+//! A notification is only a hint: those sent while the listener reconnects are lost, and a
+//! commit that an older transaction hides when it notifies is revealed by that transaction's
+//! end, which notifies nothing if it was not Runnel's. So after every (re)connect, once
+//! `LISTEN` is in place, the follower reads the head from the table; it reads it again every
+//! `head_poll_interval_ms` anyway, and every [`CATCH_UP_POLL`] while this node's writer has
+//! committed appends that readers cannot see yet ([`Pending`]). A lost notification costs at
+//! most that much latency, never an event: followers re-read the log from their own last
+//! position.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use runnel_core::Position;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_postgres::{Client, Statement};
 
 use crate::connect::connect_listening;
@@ -37,16 +41,40 @@ pub(crate) fn publish(head: &watch::Sender<Option<Position>>, position: Position
     });
 }
 
-/// The last committed position as the table says (`None`: the log is empty).
+/// How often the follower reads the head while this node has committed appends that readers
+/// cannot see yet, which wait for it to be answered.
+pub(crate) const CATCH_UP_POLL: Duration = Duration::from_millis(2);
+
+/// The highest position this node's writer committed and is waiting to see below the horizon,
+/// so that the follower reads the head often until it does.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// One past the highest such position (0: none yet).
+    end: AtomicU64,
+    wake: Notify,
+}
+
+impl Pending {
+    /// A commit up to `last` waits to be seen.
+    pub(crate) fn expect(&self, last: Position) {
+        self.end.fetch_max(last.0 + 1, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// Whether something committed here is above `head`.
+    fn beyond(&self, head: Option<Position>) -> bool {
+        let end = self.end.load(Ordering::Relaxed);
+        end > head.map_or(0, |head| head.0 + 1)
+    }
+}
+
+/// The last visible position as the table says (`None`: nothing is visible yet).
 pub(crate) async fn read_head(
     client: &Client,
     statement: &Statement,
 ) -> Result<Option<Position>, tokio_postgres::Error> {
-    let next: i64 = client.query_one(statement, &[]).await?.get(0);
-    Ok(u64::try_from(next)
-        .ok()
-        .and_then(|next| next.checked_sub(1))
-        .map(Position))
+    let last: i64 = client.query_one(statement, &[]).await?.get(0);
+    Ok(u64::try_from(last).ok().map(Position))
 }
 
 #[derive(Debug)]
@@ -54,6 +82,7 @@ pub(crate) struct HeadFollower {
     pub(crate) endpoint: crate::connect::Endpoint,
     pub(crate) schema: String,
     pub(crate) head: Arc<watch::Sender<Option<Position>>>,
+    pub(crate) pending: Arc<Pending>,
     pub(crate) poll_interval: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) answer_timeout: Duration,
@@ -130,9 +159,14 @@ impl HeadFollower {
             mut notifications,
             read_head: statement,
         } = listening;
-        let mut poll = tokio::time::interval(self.poll_interval);
-        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_read = tokio::time::Instant::now();
         loop {
+            let catching_up = self.pending.beyond(*self.head.borrow());
+            let interval = if catching_up {
+                CATCH_UP_POLL
+            } else {
+                self.poll_interval
+            };
             tokio::select! {
                 notification = notifications.recv() => {
                     let Some(notification) = notification else {
@@ -141,22 +175,25 @@ impl HeadFollower {
                     if let Some(position) = parse_notice(notification.payload(), &self.schema) {
                         publish(&self.head, position);
                     }
+                    continue;
                 }
-                _ = poll.tick() => {
-                    match tokio::time::timeout(self.answer_timeout, read_head(&client, &statement)).await {
-                        Ok(Ok(Some(head))) => publish(&self.head, head),
-                        Ok(Ok(None)) => {}
-                        Ok(Err(error)) => return crate::error::describe(&error),
-                        Err(_) => return "timed out reading the head".to_owned(),
-                    }
-                }
+                // Something committed here waits to be seen: poll at the catch-up pace.
+                () = self.pending.wake.notified(), if !catching_up => continue,
+                () = tokio::time::sleep_until(last_read + interval) => {}
+            }
+            last_read = tokio::time::Instant::now();
+            match tokio::time::timeout(self.answer_timeout, read_head(&client, &statement)).await {
+                Ok(Ok(Some(head))) => publish(&self.head, head),
+                Ok(Ok(None)) => {}
+                Ok(Err(error)) => return crate::error::describe(&error),
+                Err(_) => return "timed out reading the head".to_owned(),
             }
         }
     }
 }
 
 /// The position in a notification for `schema` (`<schema> <position>`); `None` for another
-/// schema's notification or a malformed one.
+/// schema's notification, a malformed one, or one that says nothing is visible yet (-1).
 fn parse_notice(payload: &str, schema: &str) -> Option<Position> {
     let (from, position) = payload.rsplit_once(' ')?;
     if from != schema {
@@ -176,6 +213,22 @@ mod tests {
         assert_eq!(parse_notice("other 41", "public"), None);
         assert_eq!(parse_notice("public x", "public"), None);
         assert_eq!(parse_notice("", "public"), None);
+        assert_eq!(parse_notice("public -1", "public"), None);
+    }
+
+    #[test]
+    fn pending_commits_are_beyond_a_head_until_it_reaches_them() {
+        let pending = Pending::default();
+        assert!(!pending.beyond(None));
+        pending.expect(Position(7 << 16));
+        assert!(pending.beyond(None));
+        assert!(pending.beyond(Some(Position((7 << 16) - 1))));
+        assert!(!pending.beyond(Some(Position(7 << 16))));
+        pending.expect(Position(3));
+        assert!(
+            !pending.beyond(Some(Position(7 << 16))),
+            "it never goes back"
+        );
     }
 
     #[test]

@@ -1,58 +1,79 @@
 //! Runnel's PostgreSQL engine: any number of stateless Runnel nodes sharing one database, with
 //! the same semantics as the embedded engine (the same conformance suite proves it).
 //!
-//! # Positions in commit order, without gaps
+//! # Positions that no reader can skip
 //!
 //! A reader follows `$all` by position: it reads from `p`, then from past the last event it got.
-//! That only works if no event can later appear below a position a reader has passed. Sequences
-//! do not give this: a transaction that took position 10 may commit after one that took 11, and
-//! a reader that saw 11 skips 10 forever.
+//! That only works if no event can later appear below a position a reader has passed. A plain
+//! sequence does not give this: a transaction that took position 10 may commit after one that
+//! took 11, and a reader that saw 11 skips 10 forever (the Marten / Message DB problem).
 //!
-//! Here every group commit takes the lock on the single row of `runnel_log_head` (by updating
-//! it, or with `SELECT … FOR UPDATE`), assigns its events the positions from `next_position` on,
-//! inserts them, advances `next_position`, and commits. The row lock is held until COMMIT, so the next
-//! transaction, on this node or any other, gets the row (and its next positions) only after the
-//! previous one has committed and become visible. Hence:
+//! Schema version 1 numbered the log under one row lock held to COMMIT: gapless, but every
+//! commit to the database waited for the previous one's WAL flush, so commits could never share
+//! a flush, and nodes took turns instead of adding capacity. From version 2 on:
 //!
-//! - positions are assigned in commit order and are gapless (a transaction that rolls back
-//!   gives its positions back along with the lock);
-//! - when a reader's snapshot holds position `p`, it holds every position below `p` too;
-//! - `read_all` reads the head and the events in one statement, hence one snapshot, and never
-//!   returns anything past that head, so `next: None` means "everything up to `head`".
+//! - **A transaction numbers its events from its own id.** Its first event gets
+//!   `(xid + xid_offset) << 16`, the next one more, up to 2^16 events per transaction
+//!   (`runnel_first_position()`); `xid` is the 64-bit transaction id (`pg_current_xact_id()`),
+//!   which only grows. Transactions on every node commit side by side, holding no lock but the
+//!   rows of the streams they write, and PostgreSQL flushes their commits together.
+//! - **Readers stop below the horizon.** The horizon is where the oldest transaction still
+//!   running would number its events: `(xmin + xid_offset) << 16`, with `xmin` from the reading
+//!   statement's own snapshot (`pg_snapshot_xmin(pg_current_snapshot())`). Every transaction with
+//!   a smaller id has committed or rolled back, and every transaction still to come gets a larger
+//!   id, so the events below the horizon are final: none can appear there later. `read_all`
+//!   returns nothing at or past the last position below it (`runnel_visible_head()`), in the same
+//!   statement and snapshot as the events, and that position is the head it reports.
 //!
-//! The price is that commits to one database are serialised, each with its own WAL flush (the
-//! lock is released only after the flush). Group commit pays it back: each node batches all
-//! appends queued while the previous transaction ran into the next one, so the lock is taken
-//! once per batch, not once per append, and one WAL flush serves the whole batch. The lock is
-//! held only while the database executes the batch's writes and flushes them, not across a
-//! round trip to the node, and never for the time an HTTP request takes. A node that stops in
-//! the middle of a transaction cannot hold the lock for long: its writer session has
-//! `idle_in_transaction_session_timeout`, and the other nodes' writers wait at most
-//! `lock_timeout` before failing an append as unavailable.
+//! Hence a reader that has seen position `p` never later sees a new event below `p`, on any node.
+//! Positions are strictly increasing in the order events become visible, and have gaps: between
+//! transactions (each takes 2^16 positions) and where one rolled back. They are as large as
+//! transaction ids make them (a database that has run 10^9 transactions hands out positions near
+//! 2^46), and client code must treat them as 64-bit numbers.
+//!
+//! The costs: an event becomes visible only once every older transaction in the database cluster
+//! has ended, not only Runnel's. A Runnel transaction lasts one round trip; a transaction of
+//! another application on the same cluster that holds a transaction id for minutes holds `$all`
+//! readers back for as long (never appends, never stream reads). Give Runnel a cluster of its
+//! own, or keep the others' write transactions short (`idle_in_transaction_session_timeout`).
+//! Appends are answered only once readers can see them (so that `$all` reads your own writes on
+//! every node), waiting at most `visibility_wait_ms` for an older transaction before answering
+//! anyway, with a warning: they are durable by then.
+//!
+//! `xid_offset` keeps new positions above old ones when transaction ids do not: the migration to
+//! version 2 sets it above the gapless positions of version 1, and a database restored from a
+//! logical dump (whose ids start again from low numbers) is refused at open until `runnel
+//! migrate` lifts it.
 //!
 //! # Group commit
 //!
-//! One writer task per node takes everything queued (up to `max_batch_events` and
-//! `max_batch_bytes`) and commits it as one transaction. When every append expects "any"
-//! revision, that is one pipelined round trip (`BEGIN`, the head lock, one statement that
-//! numbers each stream's events from its committed head and inserts them, `NOTIFY`, `COMMIT`).
-//! Otherwise it is two: the reads the checks need (stream heads, client-chosen ids), outside
-//! any transaction; then `BEGIN`, the head lock, the inserts, `NOTIFY` and `COMMIT`. The expected-revision and
-//! duplicate-id checks run in this process against what was read plus what earlier appends of
-//! the batch wrote, so a failed check rejects that append alone. If another commit wrote to the
-//! batch's streams in between (or a batch of "any" appends carries an id already stored), a
-//! unique constraint refuses the batch and it is planned again with the reads under the lock. An append is answered only after COMMIT returns. A retry of
-//! an append (same ids, in order, same stream) is answered with the original outcome. After a
-//! commit that answered several appends, the next batch waits up to half a commit's time (at
-//! most 2 ms) for those clients' next appends, so that clients waiting for their answers share
-//! one WAL flush instead of taking turns.
+//! Each node runs `writer_connections` lanes (default 2). Each lane takes everything queued (up
+//! to `max_batch_events` and `max_batch_bytes`) and commits it as one transaction while the other
+//! lanes gather and commit the next batches, so a commit's round trip and WAL flush overlap with
+//! the next one's. When every append expects "any" revision, a commit is one pipelined round trip
+//! (`BEGIN`, the first position, one statement that numbers each stream's events from its
+//! committed head and inserts them, `COMMIT`, then `NOTIFY`). Otherwise it is two: the reads the
+//! checks need (stream heads, client-chosen ids), outside any transaction; then `BEGIN`, the
+//! stream heads, the inserts, `COMMIT` and `NOTIFY`. The expected-revision and duplicate-id
+//! checks run in this process against what was read plus what earlier appends of the batch
+//! wrote, so a failed check rejects that append alone. If another commit wrote to the batch's
+//! streams in between (or a batch of "any" appends carries an id already stored), a unique
+//! constraint refuses the batch and it is planned again with its streams' rows locked. An append
+//! is answered only after COMMIT returns. A retry of an append (same ids, in order, same stream)
+//! is answered with the original outcome. After a commit that answered several appends, the
+//! lane's next batch waits up to half a commit's time (at most 2 ms) for those clients' next
+//! appends, so that clients waiting for their answers share commits instead of splitting into
+//! ever smaller ones.
 //!
 //! # Following the head
 //!
-//! Each commit sends `NOTIFY runnel_head` with its last position; every node's head follower
-//! listens on a dedicated connection and moves its [`runnel_core::HeadWatch`]. Notifications
-//! are hints: on every (re)connect and once per `head_poll_interval_ms` the follower reads the
-//! head from the table, so a lost notification costs latency, never an event.
+//! After each commit, outside its transaction, the writer sends `NOTIFY runnel_head` with the
+//! last visible position (a NOTIFY inside the transaction would take PostgreSQL's database-wide
+//! notification lock through the WAL flush and serialise commits again); every node's head
+//! follower listens on a dedicated connection and moves its [`runnel_core::HeadWatch`].
+//! Notifications are hints: on every (re)connect and once per `head_poll_interval_ms` the
+//! follower reads the head from the table (every 2 ms while this node has commits waiting to
+//! become visible), so a lost notification costs latency, never an event.
 //!
 //! # Failures
 //!
@@ -97,7 +118,7 @@ mod store;
 mod tls;
 mod writer;
 
-pub use config::{PostgresConfig, redact_url};
+pub use config::{MAX_EVENTS_PER_TRANSACTION, MAX_WRITER_CONNECTIONS, PostgresConfig, redact_url};
 pub use error::PostgresError;
 pub use metrics::COMMIT_BUCKETS_MICROS;
 pub use migrate::{MigrationReport, SCHEMA_VERSION, migrate, migrate_with};

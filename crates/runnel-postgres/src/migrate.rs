@@ -23,20 +23,29 @@ struct Migration {
 }
 
 /// Every migration, in version order. Add new ones at the end; never edit an applied one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "positions from transaction ids",
+        sql: include_str!("../migrations/0002_positions_from_transaction_ids.sql"),
+    },
+];
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 const MIGRATION_LOCK: &str = include_str!("sql/migration_lock.sql");
 const MIGRATIONS_TABLE: &str = include_str!("sql/migrations_table.sql");
 const CURRENT_VERSION: &str = include_str!("sql/schema_version.sql");
 const RECORD_MIGRATION: &str = include_str!("sql/record_migration.sql");
 const SESSION_FACTS: &str = include_str!("sql/session_facts.sql");
+const LIFT_POSITIONS: &str = include_str!("sql/lift_positions.sql");
+const POSITIONS_AHEAD: &str = include_str!("sql/positions_ahead.sql");
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +124,13 @@ pub async fn migrate_with(config: &PostgresConfig) -> Result<MigrationReport, Po
             .map_err(failed(&action))?;
         applied.push(migration.version);
     }
+    let lifted = transaction
+        .query(LIFT_POSITIONS, &[])
+        .await
+        .map_err(failed("checking transaction ids against positions"))?;
+    if !lifted.is_empty() {
+        tracing::warn!(%schema, "transaction ids were behind the log's positions (a database restored from a logical dump?); new positions now start above the stored ones");
+    }
     transaction
         .commit()
         .await
@@ -183,6 +199,26 @@ pub(crate) async fn check_version(
         }),
         _ => Ok(()),
     }
+}
+
+/// Refuses a database whose transaction ids are behind its positions: positions come from
+/// transaction ids (see the crate documentation), so new events would get positions below
+/// stored ones, which readers past them would never see. Only a database restored from a
+/// logical dump gets there; `migrate` lifts the positions past the stored ones.
+pub(crate) async fn check_positions(client: &Client, url: &str) -> Result<(), PostgresError> {
+    let ahead: bool = client
+        .query_one(POSITIONS_AHEAD, &[])
+        .await
+        .map_err(|error| {
+            PostgresError::database("checking transaction ids against positions", &error)
+        })?
+        .get(0);
+    if ahead {
+        return Err(PostgresError::PositionsAhead {
+            url: redact_url(url),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

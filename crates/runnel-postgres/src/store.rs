@@ -18,9 +18,9 @@ use tokio_postgres::types::ToSql;
 use crate::config::{PostgresConfig, redact_url};
 use crate::connect::{Endpoint, Role, connect, endpoint, tls};
 use crate::error::{PostgresError, pool_error, store_error, timed_out};
-use crate::head::{HeadFollower, read_head};
+use crate::head::{HeadFollower, Pending, read_head};
 use crate::metrics::WriterStats;
-use crate::migrate::{check_session, check_version};
+use crate::migrate::{check_positions, check_session, check_version};
 use crate::rows::{EventColumns, column, corrupt_row, recorded_at, to_i64, to_u64};
 use crate::writer::{AppendJob, Writer, WriterCommand, WriterSettings};
 
@@ -32,6 +32,8 @@ const LIST_STREAMS: &str = include_str!("sql/list_streams.sql");
 const READ_ALL: &str = include_str!("sql/read_all.sql");
 const READ_ALL_FILTERED: &str = include_str!("sql/read_all_filtered.sql");
 const READ_HEAD: &str = include_str!("sql/read_head.sql");
+const SCAN_END: &str = include_str!("sql/scan_end.sql");
+const COUNT_EVENTS: &str = include_str!("sql/count_events.sql");
 
 /// The PostgreSQL engine: one node's view of a log that any number of nodes share.
 pub struct PostgresStore {
@@ -39,7 +41,8 @@ pub struct PostgresStore {
     schema: String,
     pool: Pool,
     commands: Mutex<Option<mpsc::Sender<WriterCommand>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer's lanes.
+    writers: Mutex<Vec<JoinHandle<()>>>,
     follower: Mutex<Option<JoinHandle<()>>>,
     head: watch::Receiver<Option<Position>>,
     stats: Arc<WriterStats>,
@@ -73,6 +76,7 @@ impl PostgresStore {
             .map_err(unreachable)?;
         let schema = check_session(&client, &config.url).await?;
         check_version(&client, &config.url, &schema).await?;
+        check_positions(&client, &config.url).await?;
         let statement = client
             .prepare(READ_HEAD)
             .await
@@ -88,23 +92,32 @@ impl PostgresStore {
         let stats = Arc::new(WriterStats::default());
         let listening = Arc::new(AtomicBool::new(false));
         let reconnect_backoff = Duration::from_millis(config.reconnect_backoff_ms);
-        let writer = Writer::new(
-            WriterSettings {
-                endpoint: endpoint(&config, &tls, Role::Writer)?,
-                schema: schema.clone(),
-                connect_timeout: config.connect_timeout(),
-                answer_timeout: config.answer_timeout(),
-                reconnect_backoff,
-                max_batch_events: config.max_batch_events,
-                max_batch_bytes: config.max_batch_bytes,
-            },
-            Arc::clone(&head_sender),
-            Arc::clone(&stats),
-        );
+        let pending = Arc::new(Pending::default());
+        let settings = WriterSettings {
+            endpoint: endpoint(&config, &tls, Role::Writer)?,
+            schema: schema.clone(),
+            connect_timeout: config.connect_timeout(),
+            answer_timeout: config.answer_timeout(),
+            reconnect_backoff,
+            max_batch_events: config.max_batch_events,
+            max_batch_bytes: config.max_batch_bytes,
+            visibility_wait: Duration::from_millis(config.visibility_wait_ms),
+        };
+        let lanes: Vec<Writer> = (0..config.writer_connections)
+            .map(|_| {
+                Writer::new(
+                    settings.clone(),
+                    Arc::clone(&head_sender),
+                    Arc::clone(&pending),
+                    Arc::clone(&stats),
+                )
+            })
+            .collect();
         let follower = HeadFollower {
             endpoint: endpoint(&config, &tls, Role::Listener)?,
             schema: schema.clone(),
             head: head_sender,
+            pending,
             poll_interval: Duration::from_millis(config.head_poll_interval_ms),
             connect_timeout: config.connect_timeout(),
             answer_timeout: config.answer_timeout(),
@@ -121,7 +134,11 @@ impl PostgresStore {
                     cause,
                 })?;
         let (commands, receiver) = mpsc::channel(config.max_queued_appends);
-        let writer = tokio::spawn(writer.run(receiver));
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        let writers = lanes
+            .into_iter()
+            .map(|lane| tokio::spawn(lane.run(Arc::clone(&receiver))))
+            .collect();
         let follower = tokio::spawn(follower.run(Some(listening_now)));
         tracing::info!(url = %redact_url(&config.url), %schema, ?head, "PostgreSQL store open");
         Ok(Self {
@@ -129,7 +146,7 @@ impl PostgresStore {
             schema,
             pool,
             commands: Mutex::new(Some(commands)),
-            writer: Mutex::new(Some(writer)),
+            writers: Mutex::new(writers),
             follower: Mutex::new(Some(follower)),
             head: head_receiver,
             stats,
@@ -252,6 +269,29 @@ fn stream_info_from(
         created_at: recorded_at(column(row, at + 1)?),
         updated_at: recorded_at(column(row, at + 2)?),
     })
+}
+
+/// A page of `$all` from the rows of `read_all.sql` or `read_all_filtered.sql`.
+fn all_slice(rows: &[tokio_postgres::Row], limit: usize) -> Result<AllSlice, StoreError> {
+    let Some(first) = rows.first() else {
+        return Err(corrupt_row("the log head row is missing"));
+    };
+    let last: i64 = column(first, 0)?;
+    let head = u64::try_from(last).ok().map(Position);
+    let columns = EventColumns { first: 1 };
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        if columns.present(row)? {
+            events.push(columns.decode(row)?);
+        }
+    }
+    let next = if events.len() > limit {
+        events.truncate(limit);
+        events.last().map(|event| event.position.next())
+    } else {
+        None
+    };
+    Ok(AllSlice { events, next, head })
 }
 
 #[async_trait]
@@ -396,54 +436,75 @@ impl Store for PostgresStore {
     ) -> Result<AllSlice, StoreError> {
         let limit = clamp_limit(limit);
         let start = to_i64(from.0);
-        // A filtered page scans at most this far, however few events match.
-        let window_end = to_i64(
-            from.0
-                .saturating_add(self.config.max_scan_events as u64 - 1),
-        );
-        let rows = if filter.is_empty() {
-            self.query("reading $all", READ_ALL, &[&start, &fetch_limit(limit)])
-                .await?
-        } else {
-            let stream_types: Vec<&str> = filter.stream_types.iter().map(|t| t.as_str()).collect();
-            let event_types: Vec<&str> = filter.event_types.iter().map(|t| t.as_str()).collect();
-            let streams: Vec<String> = filter.streams.iter().map(ToString::to_string).collect();
-            self.query(
+        if filter.is_empty() {
+            let rows = self
+                .query("reading $all", READ_ALL, &[&start, &fetch_limit(limit)])
+                .await?;
+            return all_slice(&rows, limit);
+        }
+        // A filtered page scans at most this many events, however few of them match.
+        let max_scan = self.config.max_scan_events as i64;
+        let stream_types: Vec<&str> = filter.stream_types.iter().map(|t| t.as_str()).collect();
+        let event_types: Vec<&str> = filter.event_types.iter().map(|t| t.as_str()).collect();
+        let streams: Vec<String> = filter.streams.iter().map(ToString::to_string).collect();
+        let rows = self
+            .query(
                 "reading $all",
                 READ_ALL_FILTERED,
                 &[
                     &start,
-                    &window_end,
+                    &max_scan,
                     &fetch_limit(limit),
                     &stream_types,
                     &event_types,
                     &streams,
                 ],
             )
-            .await?
-        };
-        let Some(first) = rows.first() else {
-            return Err(corrupt_row("the log head row is missing"));
-        };
-        let last: i64 = column(first, 0)?;
-        let head = u64::try_from(last).ok().map(Position);
-        let columns = EventColumns { first: 1 };
-        let mut events = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if columns.present(row)? {
-                events.push(columns.decode(row)?);
+            .await?;
+        let mut slice = all_slice(&rows, limit)?;
+        if slice.next.is_none()
+            && let Some(head) = slice.head
+        {
+            // The page is not full: either the scan reached the head, or it stopped at its
+            // bound before it, and the next page scans on from there.
+            let rows = self
+                .query(
+                    "reading $all",
+                    SCAN_END,
+                    &[&start, &to_i64(head.0), &max_scan],
+                )
+                .await?;
+            if let Some(row) = rows.first() {
+                let end = Position(to_u64(column(row, 0)?, "position")?);
+                slice.next = (end < head).then(|| end.next());
             }
         }
-        let next = if events.len() > limit {
-            events.truncate(limit);
-            events.last().map(|event| event.position.next())
-        } else if !filter.is_empty() && head.is_some_and(|head| window_end < to_i64(head.0)) {
-            // The window ended before the head: the next page scans on from there.
-            Some(Position(window_end as u64 + 1))
-        } else {
-            None
+        Ok(slice)
+    }
+
+    /// Positions have gaps here (each transaction takes 2^16), so the events are counted, on
+    /// the primary key's index, stopping at `cap`.
+    async fn count_events(
+        &self,
+        from: Position,
+        through: Position,
+        cap: u64,
+    ) -> Result<u64, StoreError> {
+        if through < from || cap == 0 {
+            return Ok(0);
+        }
+        let rows = self
+            .query(
+                "counting events",
+                COUNT_EVENTS,
+                &[&to_i64(from.0), &to_i64(through.0), &to_i64(cap)],
+            )
+            .await?;
+        let counted: i64 = match rows.first() {
+            Some(row) => column(row, 0)?,
+            None => 0,
         };
-        Ok(AllSlice { events, next, head })
+        to_u64(counted, "event count")
     }
 
     fn watch_head(&self) -> HeadWatch {
@@ -482,16 +543,20 @@ impl Store for PostgresStore {
             return Ok(());
         };
         let (done, finished) = oneshot::channel();
-        if sender.send(WriterCommand::Close(done)).await.is_ok() {
+        let sent = sender.send(WriterCommand::Close(done)).await.is_ok();
+        // Without a sender, the lanes that wait on an empty queue stop, which lets the one that
+        // took the close refuse whatever came after it.
+        drop(sender);
+        if sent {
             let _ = finished.await;
         }
-        drop(sender);
-        let writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(writer) = writer {
+        let writers = std::mem::take(
+            &mut *self
+                .writers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for writer in writers {
             let _ = writer.await;
         }
         let follower = self

@@ -1,47 +1,51 @@
-//! The writer: one task per node turns queued appends into group commits, one transaction each.
+//! The writer: a few lanes per node, each with its own connection, turn queued appends into
+//! group commits, one transaction each, side by side.
+//!
+//! No lock is shared between transactions but those of the streams they write: a transaction
+//! numbers its events from its own id (see the crate documentation), so lanes on this node and
+//! on every other commit at once, and PostgreSQL flushes their commits to its WAL together.
+//! Each transaction first takes an advisory lock per stream it writes, in one order
+//! (`lock_streams.sql`), and only then gets its id: of two transactions that write one stream,
+//! the first to write it has the lower positions, so a stream's revisions grow in position
+//! order, and neither can deadlock the other. A transaction whose plan went stale meets the
+//! newer commit's revisions in the events' unique index and rolls back.
 //!
 //! When every append of a batch expects "any" revision (the common case), no check needs a
-//! stream's head, and a group commit is one pipelined round trip: `BEGIN`, take the log head's
-//! row lock by moving the head past the batch (held to COMMIT), then one statement that moves
-//! each stream's head by its number of events and inserts the events at the revisions and
-//! positions that gives, `NOTIFY` the new head, and `COMMIT`. The database numbers the events
-//! from the heads as committed, which cannot move while the lock is held.
+//! stream's head, and a group commit is one pipelined round trip: `BEGIN`, the transaction's
+//! first position, one statement that moves each stream's head by its number of events and
+//! inserts the events at the revisions that gives, `COMMIT`, and, after it, the notification.
 //!
-//! Otherwise a group commit is two round trips, and only the second holds the lock:
+//! Otherwise a group commit is two round trips:
 //!
 //! 1. Read, outside any transaction, the heads of the streams involved and where the
 //!    client-chosen ids already live, then check every append against that committed state
-//!    ([`Batch`]), numbering the accepted events from [`UNPLACED`].
-//! 2. `BEGIN`, take the head's lock, insert the events at the positions that gives, upsert the
-//!    stream heads and type counts, `NOTIFY`, and `COMMIT`, all pipelined.
-//!
-//! Either way the lock is held while PostgreSQL executes the writes and flushes the commit,
-//! never across a round trip to a node.
+//!    ([`Batch`]).
+//! 2. `BEGIN`, the first position, the stream heads, the events, the type counts, `COMMIT` and
+//!    the notification, pipelined.
 //!
 //! The plan of step 1 is stale if another commit wrote to one of its streams (or ids) after
 //! the read. Stream heads only grow, so such a plan writes a revision or an id that a committed
 //! event already has; likewise a batch of "any" appends that carries an id already stored (a
 //! retry, or a duplicate). A unique constraint refuses it, the transaction rolls back, and the
-//! batch is planned again the strict way, with the reads in the locked transaction (`BEGIN`,
-//! the lock with `FOR UPDATE`, the reads; then the writes and `COMMIT`), where nothing can
-//! change under the plan and a retry is answered with its original outcome.
+//! batch is planned again the strict way: `BEGIN`, the streams' locks and the reads, then the
+//! writes and `COMMIT`, with nothing able to change the streams under the plan.
 //!
-//! Only after COMMIT returns are the appends answered. A connection lost during COMMIT leaves
-//! the outcome unknown: those appends get [`StoreError::Unavailable`], and a retry with the same
-//! event ids is answered from what is in the database (the original outcome if it committed).
-//! If the database rejects the batch for a reason other than an outage (a value it will not
-//! store), the appends are retried one per transaction so that one bad append cannot fail the
-//! others.
+//! Only after COMMIT returns, and once every reader can see the events (the horizon passed
+//! them: [`crate::head`]), are the appends answered, so that an acknowledged append is in every
+//! `$all` read that starts after it. A connection lost during COMMIT leaves the outcome
+//! unknown: those appends get [`StoreError::Unavailable`], and a retry with the same event ids
+//! is answered from what is in the database (the original outcome if it committed). If the
+//! database rejects the batch for a reason other than an outage (a value it will not store),
+//! the appends are retried one per transaction so that one bad append cannot fail the others.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use runnel_core::{
     AppendOutcome, AppendRequest, ExpectedRevision, Position, Revision, StoreError, StreamName,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
@@ -50,7 +54,7 @@ use uuid::Uuid;
 use crate::batch::{Batch, IdSite, UNPLACED};
 use crate::connect::connect;
 use crate::error::{describe, is_transient, store_error, timed_out};
-use crate::head::publish;
+use crate::head::{Pending, publish};
 use crate::metrics::WriterStats;
 use crate::rows::{column, stream_name, to_u64};
 
@@ -69,39 +73,44 @@ pub(crate) enum WriterCommand {
     Close(oneshot::Sender<()>),
 }
 
-/// The channel NOTIFY uses; the payload is `<schema> <last position>`.
+/// The queue every lane of this node takes its batches from.
+pub(crate) type Commands = Arc<Mutex<mpsc::Receiver<WriterCommand>>>;
+
+/// The channel NOTIFY uses; the payload is `<schema> <last visible position>`.
 pub(crate) const HEAD_CHANNEL: &str = "runnel_head";
 
-const LOCK_HEAD: &str = include_str!("sql/lock_head.sql");
+const LOCK_STREAMS: &str = include_str!("sql/lock_streams.sql");
+const FIRST_POSITION: &str = include_str!("sql/first_position.sql");
 const STREAM_HEADS: &str = include_str!("sql/stream_heads.sql");
 const EVENTS_BY_ID: &str = include_str!("sql/events_by_id.sql");
-const INSERT_EVENTS: &str = include_str!("sql/insert_events.sql");
 const UPSERT_STREAMS: &str = include_str!("sql/upsert_streams.sql");
+const INSERT_EVENTS: &str = include_str!("sql/insert_events.sql");
 const COUNT_NEW_STREAMS: &str = include_str!("sql/count_new_streams.sql");
-const ADVANCE_HEAD: &str = include_str!("sql/advance_head.sql");
+const APPEND_ANY: &str = include_str!("sql/append_any.sql");
 const NOTIFY_HEAD: &str = include_str!("sql/notify_head.sql");
-const TAKE_HEAD: &str = include_str!("sql/take_head.sql");
-const INSERT_EVENTS_AT_HEAD: &str = include_str!("sql/insert_events_at_head.sql");
-const UPSERT_STREAMS_AT_HEAD: &str = include_str!("sql/upsert_streams_at_head.sql");
-const NOTIFY_AT_HEAD: &str = include_str!("sql/notify_at_head.sql");
-const APPEND_ANY_AT_HEAD: &str = include_str!("sql/append_any_at_head.sql");
+
+/// How many times a batch is planned again with its streams locked before its appends fail.
+/// With the locks held, only a client-chosen id that a concurrent commit to other streams
+/// writes first can make the plan stale again, so this is reached only by a storm of retries
+/// of the same events through different streams.
+const MAX_LOCKED_ROUNDS: usize = 8;
+
+/// The most streams one group commit writes: each costs an advisory lock, and PostgreSQL's lock
+/// table is shared by every session (`max_locks_per_transaction` × connections).
+pub(crate) const MAX_BATCH_STREAMS: usize = 256;
 
 /// The writer's statements, prepared once per connection.
 #[derive(Debug)]
 struct Statements {
-    lock_head: Statement,
+    lock_streams: Statement,
+    first_position: Statement,
     stream_heads: Statement,
     events_by_id: Statement,
-    insert_events: Statement,
     upsert_streams: Statement,
+    insert_events: Statement,
     count_new_streams: Statement,
-    advance_head: Statement,
+    append_any: Statement,
     notify_head: Statement,
-    take_head: Statement,
-    insert_events_at_head: Statement,
-    upsert_streams_at_head: Statement,
-    notify_at_head: Statement,
-    append_any_at_head: Statement,
 }
 
 #[derive(Debug)]
@@ -120,12 +129,17 @@ pub(crate) struct WriterSettings {
     pub(crate) reconnect_backoff: Duration,
     pub(crate) max_batch_events: usize,
     pub(crate) max_batch_bytes: usize,
+    /// The longest a committed append waits for readers to be able to see it before it is
+    /// answered anyway (see [`Writer::answer`]).
+    pub(crate) visibility_wait: Duration,
 }
 
+/// One lane: a connection and the group commits it runs, one at a time.
 #[derive(Debug)]
 pub(crate) struct Writer {
     settings: WriterSettings,
     head: Arc<watch::Sender<Option<Position>>>,
+    pending: Arc<Pending>,
     stats: Arc<WriterStats>,
     connection: Option<WriterConnection>,
     /// After a failed connection attempt: until when appends fail at once, and why.
@@ -156,18 +170,33 @@ impl Linger {
     }
 }
 
-/// How a group commit planned before the lock ended.
+/// What a lane took from the queue.
+enum Gathered {
+    Batch {
+        jobs: Vec<AppendJob>,
+        /// A close came after these: commit them, then stop.
+        close: Option<oneshot::Sender<()>>,
+    },
+    /// The queue is closed and empty.
+    Stop,
+}
+
+/// How a group commit planned from a read that may be stale ended.
 enum Planned {
     Settled(Attempt),
     /// Another commit wrote to the batch's streams or ids after the plan's read; nothing was
-    /// written: plan again under the lock.
+    /// written: plan again with the streams locked.
     Stale,
 }
 
 /// How one attempt at a group commit ended.
 enum Attempt {
-    /// Committed (or nothing to write): one answer per append.
-    Done(Vec<Result<AppendOutcome, StoreError>>),
+    /// Committed (or nothing to write): one answer per append, and the last position every
+    /// reader could see right after the commit.
+    Done {
+        outcomes: Vec<Result<AppendOutcome, StoreError>>,
+        visible: Option<Position>,
+    },
     /// Nothing was written (or, for an unknown commit outcome, maybe everything): every append
     /// gets this error.
     Failed(StoreError),
@@ -175,121 +204,147 @@ enum Attempt {
     Refused(StoreError),
 }
 
+impl Attempt {
+    /// Answers without a write: rejections and retries, which rest on committed state.
+    fn unwritten(outcomes: Vec<Result<AppendOutcome, StoreError>>) -> Self {
+        Self::Done {
+            outcomes,
+            visible: None,
+        }
+    }
+}
+
 impl Writer {
     pub(crate) fn new(
         settings: WriterSettings,
         head: Arc<watch::Sender<Option<Position>>>,
+        pending: Arc<Pending>,
         stats: Arc<WriterStats>,
     ) -> Self {
         Self {
             settings,
             head,
+            pending,
             stats,
             connection: None,
             unreachable: None,
         }
     }
 
-    /// The writer task's body: takes everything queued, up to the batch bounds, commits it as
-    /// one transaction, answers, and repeats until closed.
+    /// A lane's body: takes what is queued, up to the batch bounds, commits it as one
+    /// transaction, answers, and repeats until the queue closes.
     ///
-    /// Every commit costs one WAL flush, and commits to the database are serialised (the head's
-    /// lock is held through the flush), so what a commit carries is what throughput is made
-    /// of. Clients that wait for each answer before appending again would otherwise split into
-    /// two groups that take turns: those answered by a commit come back while the next commit
-    /// (of the others) runs. So after a commit that answered several appends, the next batch
-    /// waits briefly ([`Linger`]) for as many appends as were answered plus those already
-    /// queued, then commits them together. A lone client never waits: one answered append is
-    /// already matched by the one it sends next.
-    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<WriterCommand>) {
+    /// Clients that wait for each answer before appending again would otherwise split into
+    /// groups that take turns with ever smaller commits. So after a commit that answered
+    /// several appends, the lane's next batch waits briefly ([`Linger`]) for as many appends as
+    /// were answered plus those already queued, then commits them together. The other lanes
+    /// wait for the queue meanwhile, and take what comes after. A lone client never waits: one
+    /// answered append is already matched by the one it sends next.
+    pub(crate) async fn run(mut self, commands: Commands) {
         let mut carried: Option<AppendJob> = None;
         let mut linger: Option<Linger> = None;
         loop {
-            let first = match carried.take() {
-                Some(job) => job,
-                None => match commands.recv().await {
-                    Some(WriterCommand::Append(job)) => job,
-                    Some(WriterCommand::Close(done)) => return Self::close(commands, done),
-                    None => return,
-                },
+            let gathered = {
+                let mut receiver = commands.lock().await;
+                self.gather(&mut receiver, &mut carried, linger).await
             };
-            let mut events = first.request.events.len();
-            let mut bytes = request_bytes(&first.request);
-            let mut jobs = vec![first];
-            let mut close = None;
-            while events < self.settings.max_batch_events && bytes < self.settings.max_batch_bytes {
-                let command = match commands.try_recv() {
-                    Ok(command) => command,
-                    Err(_) => {
-                        let Some(waiting) = linger.as_ref().filter(|l| jobs.len() < l.appends)
-                        else {
-                            break;
-                        };
-                        match tokio::time::timeout_at(waiting.until.into(), commands.recv()).await {
-                            Ok(Some(command)) => command,
-                            Ok(None) | Err(_) => break,
-                        }
-                    }
-                };
-                match command {
-                    WriterCommand::Append(job) => {
-                        let more_events = job.request.events.len();
-                        let more_bytes = request_bytes(&job.request);
-                        if events + more_events > self.settings.max_batch_events
-                            || bytes + more_bytes > self.settings.max_batch_bytes
-                        {
-                            carried = Some(job);
-                            break;
-                        }
-                        events += more_events;
-                        bytes += more_bytes;
-                        jobs.push(job);
-                    }
-                    WriterCommand::Close(done) => {
-                        close = Some(done);
-                        break;
-                    }
-                }
-            }
+            let (jobs, close) = match gathered {
+                Gathered::Batch { jobs, close } => (jobs, close),
+                Gathered::Stop => return,
+            };
             let appends = jobs.len();
             let started = Instant::now();
-            self.commit(jobs).await;
-            linger = Linger::after(appends, started.elapsed(), commands.len());
+            let queued = {
+                self.commit(jobs).await;
+                commands.try_lock().map_or(0, |receiver| receiver.len())
+            };
+            linger = Linger::after(appends, started.elapsed(), queued);
             if let Some(done) = close {
                 if let Some(job) = carried.take() {
                     self.commit(vec![job]).await;
                 }
-                return Self::close(commands, done);
+                let mut receiver = commands.lock().await;
+                return refuse_the_rest(&mut receiver, done);
             }
         }
     }
 
-    /// Refuses what was queued after the close, and reports that the writer is done.
-    fn close(mut commands: mpsc::Receiver<WriterCommand>, done: oneshot::Sender<()>) {
-        commands.close();
-        while let Ok(command) = commands.try_recv() {
+    /// The next batch: what was carried over, then everything queued up to the bounds.
+    async fn gather(
+        &self,
+        commands: &mut mpsc::Receiver<WriterCommand>,
+        carried: &mut Option<AppendJob>,
+        linger: Option<Linger>,
+    ) -> Gathered {
+        let first = match carried.take() {
+            Some(job) => job,
+            None => match commands.recv().await {
+                Some(WriterCommand::Append(job)) => job,
+                Some(WriterCommand::Close(done)) => {
+                    return Gathered::Batch {
+                        jobs: Vec::new(),
+                        close: Some(done),
+                    };
+                }
+                None => return Gathered::Stop,
+            },
+        };
+        let mut events = first.request.events.len();
+        let mut bytes = request_bytes(&first.request);
+        let mut streams = std::collections::HashSet::from([first.request.stream.clone()]);
+        let mut jobs = vec![first];
+        while events < self.settings.max_batch_events && bytes < self.settings.max_batch_bytes {
+            let command = match commands.try_recv() {
+                Ok(command) => command,
+                Err(_) => {
+                    let Some(waiting) = linger.as_ref().filter(|l| jobs.len() < l.appends) else {
+                        break;
+                    };
+                    match tokio::time::timeout_at(waiting.until.into(), commands.recv()).await {
+                        Ok(Some(command)) => command,
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            };
             match command {
                 WriterCommand::Append(job) => {
-                    let _ = job.reply.send(Err(StoreError::ShuttingDown));
+                    let more_events = job.request.events.len();
+                    let more_bytes = request_bytes(&job.request);
+                    let new_stream = !streams.contains(&job.request.stream);
+                    if events + more_events > self.settings.max_batch_events
+                        || bytes + more_bytes > self.settings.max_batch_bytes
+                        || (new_stream && streams.len() >= MAX_BATCH_STREAMS)
+                    {
+                        *carried = Some(job);
+                        break;
+                    }
+                    events += more_events;
+                    bytes += more_bytes;
+                    if new_stream {
+                        streams.insert(job.request.stream.clone());
+                    }
+                    jobs.push(job);
                 }
-                WriterCommand::Close(other) => {
-                    let _ = other.send(());
+                WriterCommand::Close(done) => {
+                    return Gathered::Batch {
+                        jobs,
+                        close: Some(done),
+                    };
                 }
             }
         }
-        let _ = done.send(());
+        Gathered::Batch { jobs, close: None }
     }
 
     /// Commits `jobs` as one group and answers each of them.
     async fn commit(&mut self, jobs: Vec<AppendJob>) {
+        if jobs.is_empty() {
+            return;
+        }
         let (requests, replies): (Vec<AppendRequest>, Vec<AppendReply>) =
             jobs.into_iter().map(|job| (job.request, job.reply)).unzip();
         match self.attempt(&requests).await {
-            Attempt::Done(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
-            }
+            Attempt::Done { outcomes, visible } => self.answer(replies, outcomes, visible),
             Attempt::Failed(error) => {
                 for reply in replies {
                     let _ = reply.send(Err(copy_error(&error)));
@@ -303,19 +358,66 @@ impl Writer {
             Attempt::Refused(error) => {
                 tracing::warn!(%error, appends = requests.len(), "PostgreSQL refused a group commit; retrying its appends one by one");
                 for (request, reply) in requests.iter().zip(replies) {
-                    let outcome = match self.attempt(std::slice::from_ref(request)).await {
-                        Attempt::Done(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
-                            Err(StoreError::Index {
-                                action: "committing an append".to_owned(),
-                                cause: "the commit returned no outcome".to_owned(),
-                            })
-                        }),
-                        Attempt::Failed(error) | Attempt::Refused(error) => Err(error),
-                    };
-                    let _ = reply.send(outcome);
+                    match self.attempt(std::slice::from_ref(request)).await {
+                        Attempt::Done { outcomes, visible } => {
+                            self.answer(vec![reply], outcomes, visible);
+                        }
+                        Attempt::Failed(error) | Attempt::Refused(error) => {
+                            let _ = reply.send(Err(error));
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Answers a commit's appends once every reader can see what they wrote.
+    ///
+    /// Readers stop below the oldest transaction still running, anywhere in the database
+    /// cluster, so a committed event may stay out of their sight for as long as an older
+    /// transaction runs: usually another lane's commit, ending within a millisecond or two.
+    /// The answers wait for that, so that an acknowledged append is in every `$all` read that
+    /// starts after it, on every node. A transaction outside Runnel that keeps the horizon back
+    /// for longer than `visibility_wait` does not hold the appends hostage: they are durable,
+    /// so they are answered then, with a warning, and readers see them when it ends.
+    fn answer(
+        &self,
+        replies: Vec<AppendReply>,
+        outcomes: Vec<Result<AppendOutcome, StoreError>>,
+        visible: Option<Position>,
+    ) {
+        if let Some(visible) = visible {
+            publish(&self.head, visible);
+        }
+        let last = outcomes
+            .iter()
+            .filter_map(|outcome| outcome.as_ref().ok())
+            .map(|outcome| outcome.last_position)
+            .max();
+        let seen =
+            move |head: &Option<Position>| last.is_none_or(|last| head.is_some_and(|h| h >= last));
+        if seen(&self.head.borrow()) {
+            send_all(replies, outcomes);
+            return;
+        }
+        let Some(last) = last else {
+            return send_all(replies, outcomes);
+        };
+        self.pending.expect(last);
+        let mut head = self.head.subscribe();
+        let wait = self.settings.visibility_wait;
+        tokio::spawn(async move {
+            let visible = tokio::time::timeout(wait, head.wait_for(|head| seen(head))).await;
+            if !matches!(visible, Ok(Ok(_))) {
+                tracing::warn!(
+                    position = last.0,
+                    wait_ms = wait.as_millis() as u64,
+                    "committed appends are not visible to readers yet: an older transaction \
+                     in the database is still running; answering them anyway"
+                );
+            }
+            send_all(replies, outcomes);
+        });
     }
 
     /// The writer's connection, connecting (with prepared statements) if it has none. After a
@@ -359,29 +461,41 @@ impl Writer {
         Ok(())
     }
 
+    /// The connection [`Writer::ensure_connection`] made sure of.
+    fn connected(&self) -> Result<&WriterConnection, StoreError> {
+        self.connection
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable {
+                cause: "no connection to PostgreSQL".to_owned(),
+            })
+    }
+
     async fn open_connection(&self) -> Result<WriterConnection, StoreError> {
         let client = connect(&self.settings.endpoint, self.settings.connect_timeout).await?;
         let preparing = async {
-            let under_lock = futures::try_join!(
-                client.prepare(LOCK_HEAD),
+            futures::try_join!(
+                client.prepare(LOCK_STREAMS),
+                client.prepare(FIRST_POSITION),
                 client.prepare(STREAM_HEADS),
                 client.prepare(EVENTS_BY_ID),
-                client.prepare(INSERT_EVENTS),
                 client.prepare(UPSERT_STREAMS),
+                client.prepare(INSERT_EVENTS),
                 client.prepare(COUNT_NEW_STREAMS),
-                client.prepare(ADVANCE_HEAD),
+                client.prepare(APPEND_ANY),
                 client.prepare(NOTIFY_HEAD),
-            )?;
-            let at_head = futures::try_join!(
-                client.prepare(TAKE_HEAD),
-                client.prepare(INSERT_EVENTS_AT_HEAD),
-                client.prepare(UPSERT_STREAMS_AT_HEAD),
-                client.prepare(NOTIFY_AT_HEAD),
-                client.prepare(APPEND_ANY_AT_HEAD),
-            )?;
-            Ok::<_, tokio_postgres::Error>((under_lock, at_head))
+            )
         };
-        let prepared = tokio::time::timeout(self.settings.answer_timeout, preparing)
+        let (
+            lock_streams,
+            first_position,
+            stream_heads,
+            events_by_id,
+            upsert_streams,
+            insert_events,
+            count_new_streams,
+            append_any,
+            notify_head,
+        ) = tokio::time::timeout(self.settings.answer_timeout, preparing)
             .await
             .map_err(|_| {
                 timed_out(
@@ -390,47 +504,24 @@ impl Writer {
                 )
             })?
             .map_err(|error| store_error("preparing the writer's statements", &error))?;
-        let (
-            (
-                lock_head,
-                stream_heads,
-                events_by_id,
-                insert_events,
-                upsert_streams,
-                count_new_streams,
-                advance_head,
-                notify_head,
-            ),
-            (
-                take_head,
-                insert_events_at_head,
-                upsert_streams_at_head,
-                notify_at_head,
-                append_any_at_head,
-            ),
-        ) = prepared;
         Ok(WriterConnection {
             client,
             statements: Statements {
-                lock_head,
+                lock_streams,
+                first_position,
                 stream_heads,
                 events_by_id,
-                insert_events,
                 upsert_streams,
+                insert_events,
                 count_new_streams,
-                advance_head,
+                append_any,
                 notify_head,
-                take_head,
-                insert_events_at_head,
-                upsert_streams_at_head,
-                notify_at_head,
-                append_any_at_head,
             },
         })
     }
 
-    /// One try at committing `requests` together: planned before the lock, and again under
-    /// it when another commit got in between.
+    /// One try at committing `requests` together: planned from a read that may go stale, and
+    /// again with the streams locked when it did.
     async fn attempt(&mut self, requests: &[AppendRequest]) -> Attempt {
         let planned = if requests
             .iter()
@@ -438,33 +529,41 @@ impl Writer {
         {
             self.attempt_any(requests).await
         } else {
-            self.attempt_before_lock(requests).await
+            self.attempt_planned(requests).await
         };
-        match planned {
-            Planned::Settled(attempt) => attempt,
-            Planned::Stale => {
-                tracing::debug!(
-                    appends = requests.len(),
-                    "a batch met a commit after its read; planning it again under the lock"
-                );
-                self.attempt_under_lock(requests).await
+        if let Planned::Settled(attempt) = planned {
+            return attempt;
+        }
+        for _ in 0..MAX_LOCKED_ROUNDS {
+            tracing::debug!(
+                appends = requests.len(),
+                "a batch met a commit after its read; planning it again with its streams locked"
+            );
+            if let Planned::Settled(attempt) = self.attempt_locked(requests).await {
+                return attempt;
             }
         }
+        Attempt::Failed(StoreError::Unavailable {
+            cause: format!(
+                "a group commit met concurrent creations of its streams {MAX_LOCKED_ROUNDS} \
+                 times in a row; nothing was written, retry the append"
+            ),
+        })
     }
 
     /// A batch whose appends all take their streams as they are (expected revision "any"):
     /// no check needs a stream's head, so nothing is read first. One pipelined round trip
-    /// takes the head's lock and numbers each stream's events from its committed head there.
+    /// numbers each stream's events from its committed head, with the stream's row locked.
     /// A client-chosen id that is already stored (a retry, or a duplicate) makes the unique
-    /// constraint refuse the batch: [`Planned::Stale`] then answers it under the lock.
+    /// constraint refuse the batch: [`Planned::Stale`] then answers it with the streams locked.
     async fn attempt_any(&mut self, requests: &[AppendRequest]) -> Planned {
+        let answer_timeout = self.settings.answer_timeout;
         if let Err(error) = self.ensure_connection().await {
             return Planned::Settled(Attempt::Failed(error));
         }
-        let Some(connection) = self.connection.as_ref() else {
-            return Planned::Settled(Attempt::Failed(StoreError::Unavailable {
-                cause: "no connection to PostgreSQL".to_owned(),
-            }));
+        let connection = match self.connected() {
+            Ok(connection) => connection,
+            Err(error) => return Planned::Settled(Attempt::Failed(error)),
         };
         // Every stream is planned as if new: its revisions in the batch are then offsets from
         // the head the database has, which the write adds.
@@ -474,70 +573,69 @@ impl Writer {
             .map(|request| batch.admit(request))
             .collect();
         if batch.last_position().is_none() {
-            return Planned::Settled(Attempt::Done(outcomes));
+            return Planned::Settled(Attempt::unwritten(outcomes));
         }
         let started = Instant::now();
         let written = tokio::time::timeout(
-            self.settings.answer_timeout,
-            write_any_at_head(connection, &self.settings.schema, &batch),
+            answer_timeout,
+            write_any(connection, &self.settings.schema, &batch),
         )
         .await;
-        let (first, first_revisions) = match written {
-            Ok(Ok(placed)) => placed,
+        let committed = match written {
+            Ok(Ok(committed)) => committed,
             Ok(Err(WriteFailure::Stale)) => return Planned::Stale,
             Ok(Err(failure)) => return Planned::Settled(self.write_failed(failure)),
             Err(_) => return Planned::Settled(self.write_timed_out()),
         };
-        let mut placed = Vec::with_capacity(outcomes.len());
-        for outcome in outcomes {
-            placed.push(match outcome {
-                Ok(outcome) => match first_revisions.get(&outcome.stream) {
-                    Some(base) => {
-                        let outcome = Batch::place(outcome, first);
-                        Ok(AppendOutcome {
-                            first_revision: Revision(base.0 + outcome.first_revision.0),
-                            last_revision: Revision(base.0 + outcome.last_revision.0),
-                            ..outcome
-                        })
-                    }
-                    None => Err(StoreError::Index {
+        self.stats
+            .record_commit(batch.rows.len() as u64, batch.bytes, started.elapsed());
+        let outcomes = outcomes
+            .into_iter()
+            .map(|outcome| {
+                let outcome = outcome?;
+                let Some(base) = committed.first_revisions.get(&outcome.stream) else {
+                    return Err(StoreError::Index {
                         action: "committing an append".to_owned(),
                         cause: format!(
                             "the commit returned no revision for stream {}",
                             outcome.stream
                         ),
-                    }),
-                },
-                Err(error) => Err(error),
-            });
-        }
-        self.stats
-            .record_commit(batch.rows.len() as u64, batch.bytes, started.elapsed());
-        publish(&self.head, Position(first.0 + batch.rows.len() as u64 - 1));
-        Planned::Settled(Attempt::Done(placed))
+                    });
+                };
+                let outcome = Batch::place(outcome, committed.first_position);
+                Ok(AppendOutcome {
+                    first_revision: Revision(base.0 + outcome.first_revision.0),
+                    last_revision: Revision(base.0 + outcome.last_revision.0),
+                    ..outcome
+                })
+            })
+            .collect();
+        Planned::Settled(Attempt::Done {
+            outcomes,
+            visible: committed.visible,
+        })
     }
 
-    /// Plans the batch from committed state read without any lock, then writes it and takes
-    /// the head's lock in one pipelined round trip, so the lock is held only while PostgreSQL
-    /// executes the writes and flushes the commit, never across a round trip to this node.
-    ///
-    /// The plan holds if nothing was committed to its streams or ids since the read. Stream
-    /// heads only grow, so a stale plan writes a revision (or an id) that a committed event
-    /// already has, the unique constraints refuse it, and the transaction rolls back: then
-    /// [`Planned::Stale`] sends the batch through the locked path. A check that fails on the
-    /// read state fails correctly: that state was committed while the append waited.
-    async fn attempt_before_lock(&mut self, requests: &[AppendRequest]) -> Planned {
+    /// Plans the batch from committed state read without any lock, then writes it in one
+    /// pipelined round trip. The plan holds if nothing was committed to its streams or ids
+    /// since the read; otherwise the unique constraints refuse it ([`Planned::Stale`]). A check
+    /// that fails on the read state fails correctly: that state was committed while the append
+    /// waited.
+    async fn attempt_planned(&mut self, requests: &[AppendRequest]) -> Planned {
         let answer_timeout = self.settings.answer_timeout;
         if let Err(error) = self.ensure_connection().await {
             return Planned::Settled(Attempt::Failed(error));
         }
-        let Some(connection) = self.connection.as_ref() else {
-            return Planned::Settled(Attempt::Failed(StoreError::Unavailable {
-                cause: "no connection to PostgreSQL".to_owned(),
-            }));
+        let connection = match self.connected() {
+            Ok(connection) => connection,
+            Err(error) => return Planned::Settled(Attempt::Failed(error)),
         };
-        let read = tokio::time::timeout(answer_timeout, read_committed(connection, requests)).await;
-        let (heads, found) = match read {
+        let read = tokio::time::timeout(
+            answer_timeout,
+            read_state(connection, requests, ReadMode::Committed),
+        )
+        .await;
+        let rows = match read {
             Ok(Ok(rows)) => rows,
             Ok(Err(error)) => {
                 return Planned::Settled(Attempt::Failed(store_error(
@@ -553,110 +651,101 @@ impl Writer {
                 )));
             }
         };
-        let (heads, ids) =
-            match decode_heads(&heads).and_then(|heads| Ok((heads, decode_ids(&found)?))) {
-                Ok(state) => state,
-                Err(error) => return Planned::Settled(Attempt::Failed(error)),
-            };
+        match rows.decode() {
+            Ok((heads, ids)) => self.write_plan(requests, heads, ids, false).await,
+            Err(error) => Planned::Settled(Attempt::Failed(error)),
+        }
+    }
+
+    /// Plans the batch with its streams locked until COMMIT, so that no commit can move their
+    /// heads under the plan.
+    async fn attempt_locked(&mut self, requests: &[AppendRequest]) -> Planned {
+        let answer_timeout = self.settings.answer_timeout;
+        if let Err(error) = self.ensure_connection().await {
+            return Planned::Settled(Attempt::Failed(error));
+        }
+        let connection = match self.connected() {
+            Ok(connection) => connection,
+            Err(error) => return Planned::Settled(Attempt::Failed(error)),
+        };
+        let read = tokio::time::timeout(
+            answer_timeout,
+            read_state(connection, requests, ReadMode::Locked),
+        )
+        .await;
+        let rows = match read {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(error)) => {
+                let failed = store_error("locking the batch's streams", &error);
+                self.abandon_transaction(!is_transient(&error)).await;
+                return Planned::Settled(Attempt::Failed(failed));
+            }
+            Err(_) => {
+                self.connection = None;
+                return Planned::Settled(Attempt::Failed(timed_out(
+                    "locking the batch's streams",
+                    answer_timeout,
+                )));
+            }
+        };
+        match rows.decode() {
+            Ok((heads, ids)) => self.write_plan(requests, heads, ids, true).await,
+            Err(error) => {
+                self.abandon_transaction(true).await;
+                Planned::Settled(Attempt::Failed(error))
+            }
+        }
+    }
+
+    /// Checks `requests` against `heads` and `ids` and writes what passes; `begun` when a
+    /// transaction (with the reads) is already open on the connection.
+    async fn write_plan(
+        &mut self,
+        requests: &[AppendRequest],
+        heads: HashMap<StreamName, Revision>,
+        ids: HashMap<Uuid, IdSite>,
+        begun: bool,
+    ) -> Planned {
         let mut batch = Batch::new(UNPLACED, heads, ids);
         let outcomes: Vec<_> = requests
             .iter()
             .map(|request| batch.admit(request))
             .collect();
         if batch.last_position().is_none() {
-            // Nothing to write: the answers (rejections, retries) rest on committed state.
-            return Planned::Settled(Attempt::Done(outcomes));
+            if begun {
+                self.abandon_transaction(true).await;
+            }
+            return Planned::Settled(Attempt::unwritten(outcomes));
         }
+        let connection = match self.connected() {
+            Ok(connection) => connection,
+            Err(error) => return Planned::Settled(Attempt::Failed(error)),
+        };
         let started = Instant::now();
         let written = tokio::time::timeout(
-            answer_timeout,
-            write_at_head(connection, &self.settings.schema, &batch),
+            self.settings.answer_timeout,
+            write_planned(connection, &self.settings.schema, &batch, begun),
         )
         .await;
-        let first = match written {
-            Ok(Ok(first)) => first,
+        let committed = match written {
+            Ok(Ok(committed)) => committed,
             Ok(Err(WriteFailure::Stale)) => return Planned::Stale,
             Ok(Err(failure)) => return Planned::Settled(self.write_failed(failure)),
             Err(_) => return Planned::Settled(self.write_timed_out()),
         };
         self.stats
             .record_commit(batch.rows.len() as u64, batch.bytes, started.elapsed());
-        let outcomes: Vec<_> = outcomes
+        let outcomes = outcomes
             .into_iter()
-            .map(|outcome| outcome.map(|outcome| Batch::place(outcome, first)))
+            .map(|outcome| outcome.map(|outcome| Batch::place(outcome, committed.first_position)))
             .collect();
-        if let Some(last) = outcomes
-            .iter()
-            .filter_map(|outcome| outcome.as_ref().ok())
-            .map(|outcome| outcome.last_position)
-            .max()
-        {
-            publish(&self.head, last);
-        }
-        Planned::Settled(Attempt::Done(outcomes))
+        Planned::Settled(Attempt::Done {
+            outcomes,
+            visible: committed.visible,
+        })
     }
 
-    /// One try at committing `requests` together with the head locked first: the reads the
-    /// checks need run under the lock, so nothing can change under the plan.
-    async fn attempt_under_lock(&mut self, requests: &[AppendRequest]) -> Attempt {
-        let answer_timeout = self.settings.answer_timeout;
-        if let Err(error) = self.ensure_connection().await {
-            return Attempt::Failed(error);
-        }
-        let Some(connection) = self.connection.as_ref() else {
-            return Attempt::Failed(StoreError::Unavailable {
-                cause: "no connection to PostgreSQL".to_owned(),
-            });
-        };
-        let read = tokio::time::timeout(answer_timeout, lock_and_read(connection, requests)).await;
-        let rows = match read {
-            Ok(Ok(rows)) => rows,
-            Ok(Err(error)) => {
-                let failed = store_error("locking the log head", &error);
-                self.abandon_transaction(!is_transient(&error)).await;
-                return Attempt::Failed(failed);
-            }
-            Err(_) => {
-                self.connection = None;
-                return Attempt::Failed(timed_out("locking the log head", answer_timeout));
-            }
-        };
-        let state = match rows.decode() {
-            Ok(state) => state,
-            Err(error) => {
-                self.abandon_transaction(true).await;
-                return Attempt::Failed(error);
-            }
-        };
-        let mut batch = Batch::new(state.next_position, state.heads, state.ids);
-        let outcomes: Vec<_> = requests
-            .iter()
-            .map(|request| batch.admit(request))
-            .collect();
-        let Some(last_position) = batch.last_position() else {
-            // Nothing to write: the answers (rejections, retries) rest on committed state.
-            self.abandon_transaction(true).await;
-            return Attempt::Done(outcomes);
-        };
-        let started = Instant::now();
-        let written = tokio::time::timeout(
-            answer_timeout,
-            write_and_commit(connection, &self.settings.schema, &batch, state.recorded_at),
-        )
-        .await;
-        match written {
-            Ok(Ok(())) => {
-                self.stats
-                    .record_commit(batch.rows.len() as u64, batch.bytes, started.elapsed());
-                publish(&self.head, last_position);
-                Attempt::Done(outcomes)
-            }
-            Ok(Err(failure)) => self.write_failed(failure),
-            Err(_) => self.write_timed_out(),
-        }
-    }
-
-    /// What a failed second round trip means for the batch's appends.
+    /// What a failed write means for the batch's appends.
     fn write_failed(&mut self, failure: WriteFailure) -> Attempt {
         match failure {
             // The transaction ended in a rollback, the connection is fine.
@@ -684,7 +773,7 @@ impl Writer {
         }
     }
 
-    /// A second round trip that got no answer in time: its commit may or may not have happened.
+    /// A write that got no answer in time: its commit may or may not have happened.
     fn write_timed_out(&mut self) -> Attempt {
         self.connection = None;
         Attempt::Failed(StoreError::Unavailable {
@@ -716,65 +805,98 @@ impl Writer {
     }
 }
 
-/// What the first round trip of a group commit read under the lock.
-struct LockedState {
-    next_position: Position,
-    recorded_at: DateTime<Utc>,
-    heads: HashMap<StreamName, Revision>,
-    ids: HashMap<Uuid, IdSite>,
-}
-
-/// `BEGIN`, the head lock, and the reads the checks need, pipelined in one round trip.
-async fn lock_and_read(
-    connection: &WriterConnection,
-    requests: &[AppendRequest],
-) -> Result<LockedRows, tokio_postgres::Error> {
-    let client = &connection.client;
-    let statements = &connection.statements;
-    let (stream_types, stream_ids, client_ids) = read_params(requests);
-    let ids_wanted = !client_ids.is_empty();
-    let heads_params: [&(dyn ToSql + Sync); 2] = [&stream_types, &stream_ids];
-    let ids_params: [&(dyn ToSql + Sync); 1] = [&client_ids];
-    let (begin, lock, heads, found) = futures::join!(
-        client.batch_execute("BEGIN"),
-        client.query_one(&statements.lock_head, &[]),
-        client.query(&statements.stream_heads, &heads_params),
-        async {
-            if ids_wanted {
-                client.query(&statements.events_by_id, &ids_params).await
-            } else {
-                Ok(Vec::new())
+/// Refuses what was queued after a close, and reports that the writer is done.
+fn refuse_the_rest(commands: &mut mpsc::Receiver<WriterCommand>, done: oneshot::Sender<()>) {
+    commands.close();
+    while let Ok(command) = commands.try_recv() {
+        match command {
+            WriterCommand::Append(job) => {
+                let _ = job.reply.send(Err(StoreError::ShuttingDown));
             }
-        },
-    );
-    begin?;
-    let lock = lock?;
-    let (heads, found) = (heads?, found?);
-    Ok(LockedRows { lock, heads, found })
+            WriterCommand::Close(other) => {
+                let _ = other.send(());
+            }
+        }
+    }
+    let _ = done.send(());
 }
 
-/// The rows of the first round trip, not decoded yet.
-struct LockedRows {
-    lock: tokio_postgres::Row,
+fn send_all(replies: Vec<AppendReply>, outcomes: Vec<Result<AppendOutcome, StoreError>>) {
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        let _ = reply.send(outcome);
+    }
+}
+
+/// Whether the reads of a plan run outside any transaction, or open one and lock the rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadMode {
+    Committed,
+    Locked,
+}
+
+/// What a plan is checked against: the committed heads of its streams, and where its
+/// client-chosen ids already live.
+type PlanState = (HashMap<StreamName, Revision>, HashMap<Uuid, IdSite>);
+
+/// What a plan was read from, not decoded yet.
+struct StateRows {
     heads: Vec<tokio_postgres::Row>,
     found: Vec<tokio_postgres::Row>,
 }
 
-impl LockedRows {
+impl StateRows {
     /// Decodes what was read. A row that does not decode fails the batch: checking appends
     /// against a state with a stream or an id missing could write wrong revisions.
-    fn decode(self) -> Result<LockedState, StoreError> {
-        let next_position: i64 = column(&self.lock, 0)?;
-        let mut state = LockedState {
-            next_position: Position(to_u64(next_position, "position")?),
-            recorded_at: column(&self.lock, 1)?,
-            heads: HashMap::new(),
-            ids: HashMap::new(),
-        };
-        state.heads = decode_heads(&self.heads)?;
-        state.ids = decode_ids(&self.found)?;
-        Ok(state)
+    fn decode(self) -> Result<PlanState, StoreError> {
+        Ok((decode_heads(&self.heads)?, decode_ids(&self.found)?))
     }
+}
+
+/// The heads of the streams involved and where the client-chosen ids already live, pipelined
+/// in one round trip; [`ReadMode::Locked`] opens a transaction first and locks the heads.
+async fn read_state(
+    connection: &WriterConnection,
+    requests: &[AppendRequest],
+    mode: ReadMode,
+) -> Result<StateRows, tokio_postgres::Error> {
+    let client = &connection.client;
+    let statements = &connection.statements;
+    let (stream_types, stream_ids, client_ids) = read_params(requests);
+    let heads_params: [&(dyn ToSql + Sync); 2] = [&stream_types, &stream_ids];
+    let ids_params: [&(dyn ToSql + Sync); 1] = [&client_ids];
+    let locked = mode == ReadMode::Locked;
+    // Each statement is sent when its future is first polled, in this order, and the
+    // connection runs them in the order sent.
+    let (begun, lock, heads, found) = futures::join!(
+        async {
+            if locked {
+                client.batch_execute("BEGIN").await
+            } else {
+                Ok(())
+            }
+        },
+        async {
+            if locked {
+                client.query(&statements.lock_streams, &heads_params).await
+            } else {
+                Ok(Vec::new())
+            }
+        },
+        client.query(&statements.stream_heads, &heads_params),
+        async {
+            if client_ids.is_empty() {
+                Ok(Vec::new())
+            } else {
+                client.query(&statements.events_by_id, &ids_params).await
+            }
+        },
+    );
+    begun?;
+    lock?;
+    Ok(StateRows {
+        heads: heads?,
+        found: found?,
+    })
 }
 
 /// The rows of `stream_heads.sql`: each stream's last revision.
@@ -803,17 +925,19 @@ fn decode_ids(rows: &[tokio_postgres::Row]) -> Result<HashMap<Uuid, IdSite>, Sto
     Ok(ids)
 }
 
-/// The streams and the client-chosen ids of `requests`, as the reads take them.
+/// The streams (sorted, as the locks are taken) and the client-chosen ids of `requests`.
 fn read_params(requests: &[AppendRequest]) -> (Vec<&str>, Vec<&str>, Vec<Uuid>) {
-    let mut stream_types = Vec::new();
-    let mut stream_ids = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for request in requests {
-        if seen.insert(&request.stream) {
-            stream_types.push(request.stream.stream_type().as_str());
-            stream_ids.push(request.stream.stream_id().as_str());
-        }
-    }
+    let mut streams: Vec<&StreamName> = requests.iter().map(|request| &request.stream).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let stream_types = streams
+        .iter()
+        .map(|stream| stream.stream_type().as_str())
+        .collect();
+    let stream_ids = streams
+        .iter()
+        .map(|stream| stream.stream_id().as_str())
+        .collect();
     let client_ids = requests
         .iter()
         .flat_map(|request| request.events.iter().filter_map(|event| event.id))
@@ -821,134 +945,37 @@ fn read_params(requests: &[AppendRequest]) -> (Vec<&str>, Vec<&str>, Vec<Uuid>) 
     (stream_types, stream_ids, client_ids)
 }
 
-/// The heads of the streams involved and where the client-chosen ids already live, as
-/// committed, outside any transaction, pipelined in one round trip.
-async fn read_committed(
-    connection: &WriterConnection,
-    requests: &[AppendRequest],
-) -> Result<(Vec<tokio_postgres::Row>, Vec<tokio_postgres::Row>), tokio_postgres::Error> {
-    let client = &connection.client;
-    let statements = &connection.statements;
-    let (stream_types, stream_ids, client_ids) = read_params(requests);
-    let heads_params: [&(dyn ToSql + Sync); 2] = [&stream_types, &stream_ids];
-    let ids_params: [&(dyn ToSql + Sync); 1] = [&client_ids];
-    let (heads, found) = futures::join!(
-        client.query(&statements.stream_heads, &heads_params),
-        async {
-            if client_ids.is_empty() {
-                Ok(Vec::new())
-            } else {
-                client.query(&statements.events_by_id, &ids_params).await
-            }
-        },
-    );
-    Ok((heads?, found?))
+/// What a committed group commit tells its appends.
+struct Committed {
+    first_position: Position,
+    /// Each stream's first revision in the batch (only for a batch of "any" appends).
+    first_revisions: HashMap<StreamName, Revision>,
+    /// The last position every reader could see right after the commit.
+    visible: Option<Position>,
 }
 
-/// Writes a batch planned from [`UNPLACED`] and commits it, in one pipelined round trip:
-/// `BEGIN`, the head's lock taken by moving it past the batch, the inserts and upserts at the
-/// positions that gives, `NOTIFY`, `COMMIT`. Returns the batch's first position.
-async fn write_at_head(
-    connection: &WriterConnection,
-    schema: &str,
-    batch: &Batch<'_>,
-) -> Result<Position, WriteFailure> {
-    let client = &connection.client;
-    let statements = &connection.statements;
-    let rows = &batch.rows;
-    let offsets: Vec<i64> = rows
-        .positions
-        .iter()
-        .map(|position| position - crate::rows::to_i64(UNPLACED.0))
-        .collect();
-    let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-    let (stream_types, stream_ids, last_revisions, created_types) = stream_columns(batch);
-    let any_created = !created_types.is_empty();
-    let take_params: [&(dyn ToSql + Sync); 1] = [&count];
-    let insert_params: [&(dyn ToSql + Sync); 11] = [
-        &offsets,
-        &rows.stream_types,
-        &rows.stream_ids,
-        &rows.revisions,
-        &rows.ids,
-        &rows.event_types,
-        &rows.data_json,
-        &rows.data_binary,
-        &rows.content_types,
-        &rows.metadata,
-        &count,
-    ];
-    let upsert_params: [&(dyn ToSql + Sync); 3] = [&stream_types, &stream_ids, &last_revisions];
-    let count_params: [&(dyn ToSql + Sync); 1] = [&created_types];
-    let notify_params: [&(dyn ToSql + Sync); 2] = [&HEAD_CHANNEL, &schema];
-    let (begun, taken, inserted, upserted, counted, notified, committed) = futures::join!(
-        client.batch_execute("BEGIN"),
-        client.query_one(&statements.take_head, &take_params),
-        client.execute(&statements.insert_events_at_head, &insert_params),
-        client.execute(&statements.upsert_streams_at_head, &upsert_params),
-        async {
-            if any_created {
-                client
-                    .execute(&statements.count_new_streams, &count_params)
-                    .await
-            } else {
-                Ok(0)
-            }
-        },
-        client.query(&statements.notify_at_head, &notify_params),
-        // After a failed statement the transaction is aborted and PostgreSQL answers this
-        // COMMIT with a rollback: nothing is written unless every statement above succeeded.
-        client.batch_execute("COMMIT"),
-    );
-    let first = match (begun, taken) {
-        (Ok(()), Ok(row)) => Ok(row),
-        (Err(error), _) | (_, Err(error)) => Err(error),
-    };
-    let statements_ok = first.and_then(|row| {
-        inserted?;
-        upserted?;
-        counted?;
-        notified?;
-        Ok(row)
-    });
-    match statements_ok {
-        Ok(row) => {
-            committed.map_err(WriteFailure::Unknown)?;
-            let first: i64 = row.try_get(0).map_err(WriteFailure::Unknown)?;
-            Ok(Position(u64::try_from(first).unwrap_or(0)))
-        }
-        // A unique constraint refused a revision or an id: a commit since the plan's read
-        // got there first, and this transaction rolled back.
-        Err(error) if committed.is_ok() && error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            Err(WriteFailure::Stale)
-        }
-        Err(error) => Err(classify(error, committed.is_ok())),
-    }
+/// The last visible position `notify_head.sql` returned (-1: none).
+fn visible_from(rows: &[tokio_postgres::Row]) -> Option<Position> {
+    let last: i64 = rows.first()?.try_get(0).ok()?;
+    u64::try_from(last).ok().map(Position)
 }
 
 /// Writes a batch of appends that all expect "any" revision, planned from [`UNPLACED`] with
 /// every stream's revisions counted from 0, and commits it, in one pipelined round trip:
-/// `BEGIN`, the head's lock, the stream heads moved and the events inserted at the revisions
-/// and positions that gives, `NOTIFY`, `COMMIT`. Returns the batch's first position and each
-/// stream's first revision.
-async fn write_any_at_head(
+/// `BEGIN`, the first position, the stream heads moved and the events inserted at the
+/// revisions that gives, `COMMIT`, then the notification.
+async fn write_any(
     connection: &WriterConnection,
     schema: &str,
     batch: &Batch<'_>,
-) -> Result<(Position, HashMap<StreamName, Revision>), WriteFailure> {
+) -> Result<Committed, WriteFailure> {
     let client = &connection.client;
     let statements = &connection.statements;
     let rows = &batch.rows;
-    let offsets: Vec<i64> = rows
-        .positions
-        .iter()
-        .map(|position| position - crate::rows::to_i64(UNPLACED.0))
-        .collect();
-    let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+    let offsets = offsets(batch);
     let (stream_types, stream_ids, last_revisions, _) = stream_columns(batch);
     let stream_events: Vec<i64> = last_revisions.iter().map(|last| last + 1).collect();
-    let take_params: [&(dyn ToSql + Sync); 1] = [&count];
-    let append_params: [&(dyn ToSql + Sync); 14] = [
+    let append_params: [&(dyn ToSql + Sync); 13] = [
         &stream_types,
         &stream_ids,
         &stream_events,
@@ -962,36 +989,31 @@ async fn write_any_at_head(
         &rows.data_binary,
         &rows.content_types,
         &rows.metadata,
-        &count,
     ];
     let notify_params: [&(dyn ToSql + Sync); 2] = [&HEAD_CHANNEL, &schema];
-    let (begun, taken, appended, notified, committed) = futures::join!(
+    let lock_params: [&(dyn ToSql + Sync); 2] = [&stream_types, &stream_ids];
+    let (begun, locked, first, appended, committed, notified) = futures::join!(
         client.batch_execute("BEGIN"),
-        client.query_one(&statements.take_head, &take_params),
-        client.query(&statements.append_any_at_head, &append_params),
-        client.query(&statements.notify_at_head, &notify_params),
+        client.query(&statements.lock_streams, &lock_params),
+        client.query_one(&statements.first_position, &[]),
+        client.query(&statements.append_any, &append_params),
         // After a failed statement the transaction is aborted and PostgreSQL answers this
         // COMMIT with a rollback: nothing is written unless every statement above succeeded.
         client.batch_execute("COMMIT"),
+        client.query(&statements.notify_head, &notify_params),
     );
-    let statements_ok = begun.and(taken).and_then(|taken| {
-        let appended = appended?;
-        notified?;
-        Ok((taken, appended))
-    });
-    let (taken, appended) = match statements_ok {
+    let statements_ok = begun
+        .and(locked.map(drop))
+        .and(first)
+        .and_then(|first| Ok((first, appended?)));
+    let (first, appended) = match statements_ok {
         Ok(rows) => rows,
-        // A client-chosen id that is already stored: a retry or a duplicate, for the locked
-        // path to answer. The transaction rolled back.
-        Err(error) if committed.is_ok() && error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            return Err(WriteFailure::Stale);
-        }
         Err(error) => return Err(classify(error, committed.is_ok())),
     };
     committed.map_err(WriteFailure::Unknown)?;
     // Committed: a row that does not decode now cannot undo it, so it fails the answers
     // (the appends are stored; a retry with the same ids finds them).
-    let first: i64 = taken.try_get(0).map_err(WriteFailure::Unknown)?;
+    let first_position = first_position_from(&first)?;
     let mut first_revisions = HashMap::with_capacity(appended.len());
     for row in &appended {
         let stream_type: &str = row.try_get(0).map_err(WriteFailure::Unknown)?;
@@ -1002,33 +1024,150 @@ async fn write_any_at_head(
         };
         first_revisions.insert(stream, Revision(u64::try_from(revision).unwrap_or(0)));
     }
-    Ok((Position(u64::try_from(first).unwrap_or(0)), first_revisions))
+    Ok(Committed {
+        first_position,
+        first_revisions,
+        // The notification is sent after COMMIT, in a transaction of its own: if only it
+        // failed, the commit stands and followers learn of it from their next poll.
+        visible: notified.ok().as_deref().and_then(visible_from),
+    })
 }
 
-/// A failed statement of a second round trip: refused by the server or failed for a passing
+/// Writes a planned batch and commits it, in one pipelined round trip: `BEGIN` (unless
+/// `begun`), the first position, the stream heads, the events, the type counts, `COMMIT`,
+/// then the notification.
+async fn write_planned(
+    connection: &WriterConnection,
+    schema: &str,
+    batch: &Batch<'_>,
+    begun: bool,
+) -> Result<Committed, WriteFailure> {
+    let client = &connection.client;
+    let statements = &connection.statements;
+    let rows = &batch.rows;
+    let offsets = offsets(batch);
+    let (stream_types, stream_ids, last_revisions, created_types) = stream_columns(batch);
+    let any_created = !created_types.is_empty();
+    let upsert_params: [&(dyn ToSql + Sync); 3] = [&stream_types, &stream_ids, &last_revisions];
+    let insert_params: [&(dyn ToSql + Sync); 10] = [
+        &offsets,
+        &rows.stream_types,
+        &rows.stream_ids,
+        &rows.revisions,
+        &rows.ids,
+        &rows.event_types,
+        &rows.data_json,
+        &rows.data_binary,
+        &rows.content_types,
+        &rows.metadata,
+    ];
+    let count_params: [&(dyn ToSql + Sync); 1] = [&created_types];
+    let notify_params: [&(dyn ToSql + Sync); 2] = [&HEAD_CHANNEL, &schema];
+    let lock_params: [&(dyn ToSql + Sync); 2] = [&stream_types, &stream_ids];
+    // A transaction begun for a locked plan holds its streams' locks already.
+    let (began, locked, first, upserted, inserted, counted, committed, notified) = futures::join!(
+        async {
+            if begun {
+                Ok(())
+            } else {
+                client.batch_execute("BEGIN").await
+            }
+        },
+        async {
+            if begun {
+                Ok(Vec::new())
+            } else {
+                client.query(&statements.lock_streams, &lock_params).await
+            }
+        },
+        client.query_one(&statements.first_position, &[]),
+        client.execute(&statements.upsert_streams, &upsert_params),
+        client.execute(&statements.insert_events, &insert_params),
+        // Last before COMMIT: a type's count row is shared by every commit that creates a
+        // stream of that type, so it is locked for as short a time as can be.
+        async {
+            if any_created {
+                client
+                    .execute(&statements.count_new_streams, &count_params)
+                    .await
+            } else {
+                Ok(0)
+            }
+        },
+        // After a failed statement the transaction is aborted and PostgreSQL answers this
+        // COMMIT with a rollback: nothing is written unless every statement above succeeded.
+        client.batch_execute("COMMIT"),
+        client.query(&statements.notify_head, &notify_params),
+    );
+    let statements_ok = began.and(locked.map(drop)).and(first).and_then(|first| {
+        upserted?;
+        inserted?;
+        counted?;
+        Ok(first)
+    });
+    let first = match statements_ok {
+        Ok(first) => first,
+        Err(error) => return Err(classify(error, committed.is_ok())),
+    };
+    committed.map_err(WriteFailure::Unknown)?;
+    Ok(Committed {
+        first_position: first_position_from(&first)?,
+        first_revisions: HashMap::new(),
+        visible: notified.ok().as_deref().and_then(visible_from),
+    })
+}
+
+/// The first position `first_position.sql` returned, once the commit happened.
+fn first_position_from(row: &tokio_postgres::Row) -> Result<Position, WriteFailure> {
+    let first: i64 = row.try_get(0).map_err(WriteFailure::Unknown)?;
+    Ok(Position(u64::try_from(first).unwrap_or(0)))
+}
+
+/// Each event's offset from its batch's first position.
+fn offsets(batch: &Batch<'_>) -> Vec<i64> {
+    let unplaced = crate::rows::to_i64(UNPLACED.0);
+    batch
+        .rows
+        .positions
+        .iter()
+        .map(|position| position - unplaced)
+        .collect()
+}
+
+/// A failed statement of a write: a stale plan, refused by the server, or failed for a passing
 /// reason (either way the transaction rolled back, nothing written), or unknown (the
 /// connection broke, maybe after COMMIT).
 fn classify(error: tokio_postgres::Error, commit_answered: bool) -> WriteFailure {
+    let stale = [
+        // A revision or an id a concurrent commit wrote first.
+        SqlState::UNIQUE_VIOLATION,
+        // Two batches that share client-chosen ids, each waiting for the other's.
+        SqlState::T_R_DEADLOCK_DETECTED,
+        SqlState::T_R_SERIALIZATION_FAILURE,
+    ];
     match error.as_db_error() {
+        Some(db) if commit_answered && stale.contains(db.code()) => WriteFailure::Stale,
         Some(_) if commit_answered && !is_transient(&error) => WriteFailure::Refused(error),
-        // The server answered COMMIT after a failed statement, so it rolled back: e.g. the
-        // head's lock was not granted within `lock_timeout`, which now happens in this round
-        // trip. Nothing was written and the connection is fine.
+        // The server answered COMMIT after a failed statement, so it rolled back: e.g. a
+        // stream's row lock was not granted within `lock_timeout`. Nothing was written and
+        // the connection is fine.
         Some(_) if commit_answered => WriteFailure::RolledBack(error),
         _ => WriteFailure::Unknown(error),
     }
 }
 
-/// The batch's streams as the upserts take them: types, ids, new last revisions, and one
-/// type per stream the batch creates.
+/// The batch's streams in (type, id) order, the order their rows are locked in: types, ids,
+/// new last revisions, and one type per stream the batch creates.
 fn stream_columns<'a>(
     batch: &'a Batch<'_>,
 ) -> (Vec<&'a str>, Vec<&'a str>, Vec<i64>, Vec<&'a str>) {
-    let mut stream_types = Vec::with_capacity(batch.streams.len());
-    let mut stream_ids = Vec::with_capacity(batch.streams.len());
-    let mut last_revisions = Vec::with_capacity(batch.streams.len());
+    let mut streams: Vec<_> = batch.streams.iter().collect();
+    streams.sort_unstable_by_key(|(stream, _)| **stream);
+    let mut stream_types = Vec::with_capacity(streams.len());
+    let mut stream_ids = Vec::with_capacity(streams.len());
+    let mut last_revisions = Vec::with_capacity(streams.len());
     let mut created_types = Vec::new();
-    for (stream, write) in &batch.streams {
+    for (stream, write) in streams {
         stream_types.push(stream.stream_type().as_str());
         stream_ids.push(stream.stream_id().as_str());
         last_revisions.push(crate::rows::to_i64(write.last_revision.0));
@@ -1039,84 +1178,17 @@ fn stream_columns<'a>(
     (stream_types, stream_ids, last_revisions, created_types)
 }
 
-/// Why the second round trip failed.
+/// Why a write failed.
 enum WriteFailure {
     /// The database refused a statement; the transaction rolled back, nothing was written.
     Refused(tokio_postgres::Error),
     /// The connection failed, or COMMIT did: the transaction may or may not have committed.
     Unknown(tokio_postgres::Error),
-    /// A batch planned before the lock met a commit that came after its read; it rolled back.
+    /// A plan met a commit that came after its read; it rolled back.
     Stale,
     /// A statement failed for a passing reason (an outage, a lock timeout) and the server
     /// answered COMMIT with a rollback: nothing was written.
     RolledBack(tokio_postgres::Error),
-}
-
-/// The writes of a planned batch and `COMMIT`, pipelined in one round trip.
-async fn write_and_commit(
-    connection: &WriterConnection,
-    schema: &str,
-    batch: &Batch<'_>,
-    recorded_at: DateTime<Utc>,
-) -> Result<(), WriteFailure> {
-    let client = &connection.client;
-    let statements = &connection.statements;
-    let rows = &batch.rows;
-    let (stream_types, stream_ids, last_revisions, created_types) = stream_columns(batch);
-    let next_position = crate::rows::to_i64(batch.next_position.0);
-    let notice = format!("{schema} {}", batch.next_position.0.saturating_sub(1));
-    let any_created = !created_types.is_empty();
-    let insert_params: [&(dyn ToSql + Sync); 11] = [
-        &rows.positions,
-        &rows.stream_types,
-        &rows.stream_ids,
-        &rows.revisions,
-        &rows.ids,
-        &rows.event_types,
-        &rows.data_json,
-        &rows.data_binary,
-        &rows.content_types,
-        &rows.metadata,
-        &recorded_at,
-    ];
-    let upsert_params: [&(dyn ToSql + Sync); 4] =
-        [&stream_types, &stream_ids, &last_revisions, &recorded_at];
-    let count_params: [&(dyn ToSql + Sync); 1] = [&created_types];
-    let advance_params: [&(dyn ToSql + Sync); 2] = [&next_position, &recorded_at];
-    let notify_params: [&(dyn ToSql + Sync); 2] = [&HEAD_CHANNEL, &notice];
-    let (inserted, upserted, counted, advanced, notified, committed) = futures::join!(
-        client.execute(&statements.insert_events, &insert_params),
-        client.execute(&statements.upsert_streams, &upsert_params),
-        async {
-            if any_created {
-                client
-                    .execute(&statements.count_new_streams, &count_params)
-                    .await
-            } else {
-                Ok(0)
-            }
-        },
-        client.execute(&statements.advance_head, &advance_params),
-        client.query(&statements.notify_head, &notify_params),
-        // After a failed statement the transaction is aborted and PostgreSQL answers this
-        // COMMIT with a rollback: nothing is written unless every statement above succeeded.
-        client.batch_execute("COMMIT"),
-    );
-    let statements_ok = [
-        inserted.map(|_| ()),
-        upserted.map(|_| ()),
-        counted.map(|_| ()),
-        advanced.map(|_| ()),
-    ]
-    .into_iter()
-    .chain(std::iter::once(notified.map(|_| ())))
-    .try_for_each(|result| result);
-    if let Err(error) = statements_ok {
-        // A refusal by the server ended in a rollback; a broken connection may have left
-        // the COMMIT undecided as far as this node knows.
-        return Err(classify(error, committed.is_ok()));
-    }
-    committed.map_err(WriteFailure::Unknown)
 }
 
 /// The bytes an append counts against the batch bound.

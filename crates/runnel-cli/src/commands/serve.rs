@@ -44,10 +44,15 @@ pub(crate) struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     postgres_ca_cert: Option<PathBuf>,
 
-    #[arg(help = with_default("PostgreSQL connections for reads, per node; the writer and the listener take one each besides", ServeConfig::default().postgres_pool_size))]
+    #[arg(help = with_default("PostgreSQL connections for reads, per node; the writer's lanes and the listener take their own besides", ServeConfig::default().postgres_pool_size))]
     #[arg(long, env = "RUNNEL_POSTGRES_POOL_SIZE", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     postgres_pool_size: Option<usize>,
+
+    #[arg(help = with_default("PostgreSQL connections that write, per node: each runs one group commit at a time, side by side", ServeConfig::default().postgres_writer_connections))]
+    #[arg(long, env = "RUNNEL_POSTGRES_WRITER_CONNECTIONS", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postgres_writer_connections: Option<usize>,
 
     #[arg(help = with_default("Time to open a PostgreSQL connection, TLS and authentication included", ServeConfig::default().postgres_connect_timeout_ms))]
     #[arg(long, env = "RUNNEL_POSTGRES_CONNECT_TIMEOUT_MS", value_name = "MS")]

@@ -1,16 +1,14 @@
 -- A group commit whose appends all take their streams as they are (expected revision "any"),
--- after take_head.sql in the same transaction. Nothing was read beforehand: each stream's events
--- are numbered here from its head as committed, which cannot move while this transaction holds
--- the log head's lock. Returns each stream's first revision in the batch.
+-- after first_position.sql in the same transaction. Nothing was read beforehand: each stream's
+-- events are numbered here from its head as committed, whose row this statement locks (in the
+-- order given: the writer sorts the streams) until COMMIT. Returns each stream's first
+-- revision in the batch.
 --
 -- $1, $2, $3: per stream, its type, its id and how many events the batch appends to it.
 -- $4 … $13: per event, its offset from the batch's first position, its stream's type and id,
 -- its offset among the batch's events of that stream, then id, type, data, metadata.
--- $14: the number of events (take_head.sql moved the head that far).
 WITH batch_head AS (
-    SELECT next_position - $14 AS first_position, last_recorded_at AS recorded_at
-    FROM runnel_log_head
-    WHERE id = 1
+    SELECT runnel_first_position() AS first_position, now() AS recorded_at
 ), heads AS (
     INSERT INTO runnel_streams AS s (stream_type, stream_id, last_revision, created_at, updated_at)
     SELECT w.stream_type, w.stream_id, w.events - 1, h.recorded_at, h.recorded_at

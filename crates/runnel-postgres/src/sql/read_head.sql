@@ -1,2 +1,2 @@
--- The next free position: the last committed position plus one (0: the log is empty).
-SELECT next_position FROM runnel_log_head WHERE id = 1
+-- The last position every reader may see (-1: none); see runnel_visible_head in the migrations.
+SELECT runnel_visible_head()

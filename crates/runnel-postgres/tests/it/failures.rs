@@ -316,8 +316,9 @@ async fn an_append_the_database_refuses_fails_alone_and_its_batch_mates_commit()
         bytes: vec![1, 2, 3],
     };
     let refused_ids = ids_of(&refused);
-    // Hold the log head so that the appends queue up behind the writer's first transaction
-    // and the next group commit carries most of them, the refused one among them.
+    // Hold every write to the streams' table so that the appends queue up behind the writer's
+    // first transactions and the next group commits carry most of them, the refused one among
+    // them.
     let mut blocker = admin().await;
     let holding = blocker
         .transaction()
@@ -325,11 +326,14 @@ async fn an_append_the_database_refuses_fails_alone_and_its_batch_mates_commit()
         .unwrap_or_else(|error| panic!("BEGIN: {error}"));
     holding
         .execute(
-            &format!("SELECT 1 FROM {}.runnel_log_head FOR UPDATE", schema.name),
+            &format!(
+                "LOCK TABLE {}.runnel_streams IN EXCLUSIVE MODE",
+                schema.name
+            ),
             &[],
         )
         .await
-        .unwrap_or_else(|error| panic!("locking the head: {error}"));
+        .unwrap_or_else(|error| panic!("locking the streams: {error}"));
     let mut tasks = Vec::new();
     for n in 0..32 {
         let store = Arc::clone(&store);
@@ -347,7 +351,7 @@ async fn an_append_the_database_refuses_fails_alone_and_its_batch_mates_commit()
     holding
         .rollback()
         .await
-        .unwrap_or_else(|error| panic!("releasing the head: {error}"));
+        .unwrap_or_else(|error| panic!("releasing the streams: {error}"));
     let mut acknowledged = Vec::new();
     for task in tasks {
         let (ids, result) = task

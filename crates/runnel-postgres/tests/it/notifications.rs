@@ -81,7 +81,8 @@ async fn a_follower_whose_listener_reconnects_catches_up_on_commits_it_was_not_t
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
              WHERE application_name = $1 \
-               AND query LIKE '%SELECT next_position FROM runnel_log_head WHERE id = 1%'",
+               AND query LIKE '%SELECT runnel_visible_head()%' \
+               AND query NOT LIKE '%pg_notify%'",
             &[&schema.name],
         )
         .await

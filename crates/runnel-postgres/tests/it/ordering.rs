@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runnel_core::{AllFilter, Position, RecordedEvent, Store};
-use runnel_postgres::PostgresStore;
+use runnel_postgres::{PostgresConfig, PostgresStore};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::helpers::{all_events, append_with_ids, assert_exactly, ids_of, stream};
-use crate::support::TestSchema;
+use crate::support::{TestSchema, admin};
 
 const NODES: usize = 3;
 const WRITERS_PER_NODE: usize = 4;
@@ -148,15 +148,20 @@ async fn readers_on_every_node_see_every_acknowledged_event_once_in_commit_order
         assert_exactly(&seen, &expected, &format!("node {node}'s reader"));
     }
     let everything = all_events(stores[0].as_ref()).await;
-    let positions: Vec<u64> = everything.iter().map(|event| event.position.0).collect();
     assert_eq!(
-        positions,
-        (0..expected.len() as u64).collect::<Vec<_>>(),
-        "positions are gapless from 0"
+        everything.len(),
+        expected.len(),
+        "$all holds every acknowledged event"
     );
-    // Batches planned before the head's lock meet each other's commits on these shared
-    // streams all the time; whichever path wrote them, each stream's revisions follow its
-    // positions without a gap.
+    assert!(
+        everything
+            .windows(2)
+            .all(|pair| pair[0].position < pair[1].position),
+        "$all is in strictly increasing position order"
+    );
+    // Transactions on three nodes share these streams all the time, and commit side by side;
+    // each takes its streams' locks before it gets the id its positions come from, so each
+    // stream's revisions follow its positions without a gap.
     let mut next_revision: HashMap<String, u64> = HashMap::new();
     for event in &everything {
         let next = next_revision.entry(event.stream.to_string()).or_insert(0);
@@ -269,4 +274,84 @@ async fn appends_expecting_a_revision_on_several_nodes_never_lose_an_update() {
             .await
             .unwrap_or_else(|error| panic!("closing node {node}: {error}"));
     }
+}
+
+/// The case a plain sequence gets wrong: a transaction takes its positions, a later one takes
+/// higher positions and commits first, and the first commits last (a slow node). Readers must
+/// not move past the first one's positions while it runs, and then see both, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_committed_late_below_a_visible_position_is_never_skipped() {
+    let schema = TestSchema::migrated().await;
+    let store = PostgresStore::open(PostgresConfig {
+        visibility_wait_ms: 200,
+        ..schema.config()
+    })
+    .await
+    .unwrap_or_else(|error| panic!("open: {error}"));
+    // The slow node's transaction: it holds its transaction id, hence its positions.
+    let mut slow = admin().await;
+    let slow = slow
+        .transaction()
+        .await
+        .unwrap_or_else(|error| panic!("BEGIN: {error}"));
+    slow.batch_execute(&format!("SET LOCAL search_path = {}", schema.name))
+        .await
+        .unwrap_or_else(|error| panic!("search_path: {error}"));
+    let slow_position: i64 = slow
+        .query_one("SELECT runnel_first_position()", &[])
+        .await
+        .unwrap_or_else(|error| panic!("taking positions: {error}"))
+        .get(0);
+    let slow_position = Position(u64::try_from(slow_position).expect("a position"));
+
+    // A later append commits above it. It is durable, and answered once the wait for readers
+    // to see it is over (the slow transaction hides it from them).
+    let later = store
+        .append(append_with_ids(&stream("order/o-1"), 1))
+        .await
+        .unwrap_or_else(|error| panic!("append: {error}"));
+    assert!(later.first_position > slow_position, "{later:?}");
+    let hidden = store
+        .read_all(Position(0), &AllFilter::default(), 100)
+        .await
+        .unwrap_or_else(|error| panic!("read_all: {error}"));
+    assert!(
+        hidden.events.is_empty() && hidden.head.is_none(),
+        "a reader passed a running transaction's positions: {hidden:?}"
+    );
+    assert!(
+        store.watch_head().current().is_none(),
+        "the head moved past a running transaction's positions"
+    );
+
+    // The slow transaction writes its event and commits: now readers see both, in order.
+    slow.batch_execute(&format!(
+        "INSERT INTO runnel_streams VALUES ('slow', 's-1', 0, now(), now()); \
+         INSERT INTO runnel_events (position, stream_type, stream_id, revision, id, event_type, \
+                                    data_json, recorded_at) \
+         VALUES ({}, 'slow', 's-1', 0, gen_random_uuid(), 'Slow', '{{}}', now())",
+        slow_position.0
+    ))
+    .await
+    .unwrap_or_else(|error| panic!("the slow write: {error}"));
+    slow.commit()
+        .await
+        .unwrap_or_else(|error| panic!("the slow commit: {error}"));
+    let everything = all_events(&store).await;
+    let positions: Vec<Position> = everything.iter().map(|event| event.position).collect();
+    assert_eq!(positions, vec![slow_position, later.first_position]);
+    let mut watch = store.watch_head();
+    let caught_up = tokio::time::timeout(Duration::from_secs(5), async {
+        while watch.current() < Some(later.last_position) {
+            if watch.wait_past(watch.current()).await.is_none() {
+                panic!("the watch ended");
+            }
+        }
+    })
+    .await;
+    assert!(caught_up.is_ok(), "the head reached the later append");
+    store
+        .close()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
 }
