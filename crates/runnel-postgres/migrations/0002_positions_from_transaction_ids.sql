@@ -23,28 +23,3 @@ SET xid_offset = greatest(
         - pg_current_xact_id()::text::bigint)
 WHERE id = 1;
 
--- The position of the first event the calling transaction writes: (xid + xid_offset) << 16, one
--- more for each further event (up to 65,536 per transaction). Gives the transaction its id if
--- it has none yet; the id is fixed for the transaction's life, so every call in it agrees.
-CREATE FUNCTION runnel_first_position() RETURNS bigint
-LANGUAGE sql VOLATILE
-AS $$
-    SELECT (pg_current_xact_id()::text::bigint + xid_offset) << 16
-    FROM runnel_log_head
-    WHERE id = 1
-$$;
-
--- The last position every reader may see (-1: none), in the calling statement's snapshot: the
--- highest position below the horizon, where the oldest transaction still running numbers its
--- events. Every transaction with a smaller id has ended and every later one gets a larger id,
--- so nothing can ever appear at or below this position again.
-CREATE FUNCTION runnel_visible_head() RETURNS bigint
-LANGUAGE sql STABLE
-AS $$
-    SELECT coalesce(
-        (SELECT max(e.position) FROM runnel_events e WHERE e.position < h.horizon), -1)
-    FROM (SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint + xid_offset) << 16
-                   AS horizon
-          FROM runnel_log_head
-          WHERE id = 1) AS h
-$$;

@@ -30,7 +30,8 @@ pub struct PostgresConfig {
     pub pool_size: usize,
     /// The writer's lanes: connections that each run one group commit at a time, side by side
     /// with the others (and with every other node's). More lanes overlap one commit's round
-    /// trip and WAL flush with the next one's; each costs a connection.
+    /// trip and WAL flush with the next one's, at the price of smaller commits: worth it when
+    /// PostgreSQL and the node have cores to spare, not on a small machine.
     pub writer_connections: usize,
     /// The longest a committed append waits for every reader to be able to see it (an older
     /// transaction anywhere in the database cluster hides it until it ends) before it is
@@ -70,7 +71,7 @@ impl PostgresConfig {
             url: url.into(),
             ca_cert: None,
             pool_size: 16,
-            writer_connections: 2,
+            writer_connections: 1,
             visibility_wait_ms: 1_000,
             max_queued_appends: 4_096,
             max_batch_events: 4_096,

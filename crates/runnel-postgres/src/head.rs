@@ -1,7 +1,7 @@
 //! The head follower: keeps this node's watch of the last visible position up to date with
 //! commits on every node.
 //!
-//! The head is the last position below the horizon (`runnel_visible_head()`): every event up
+//! The head is the last position below the horizon (`sql/read_head.sql`): every event up
 //! to it is committed and no event can appear below it later. After each group commit, the
 //! writer reads it and sends it to every node with `NOTIFY runnel_head, '<schema> <head>'`, so
 //! the follower can publish a notified head at once.
@@ -42,8 +42,10 @@ pub(crate) fn publish(head: &watch::Sender<Option<Position>>, position: Position
 }
 
 /// How often the follower reads the head while this node has committed appends that readers
-/// cannot see yet, which wait for it to be answered.
-pub(crate) const CATCH_UP_POLL: Duration = Duration::from_millis(2);
+/// cannot see yet, which wait for it to be answered. Usually the commit that hides them is
+/// another Runnel commit, whose notification moves the head first; this bounds the wait when
+/// the transaction in the way belongs to someone else.
+pub(crate) const CATCH_UP_POLL: Duration = Duration::from_millis(10);
 
 /// The highest position this node's writer committed and is waiting to see below the horizon,
 /// so that the follower reads the head often until it does.

@@ -14,15 +14,19 @@
 //!
 //! - **A transaction numbers its events from its own id.** Its first event gets
 //!   `(xid + xid_offset) << 16`, the next one more, up to 2^16 events per transaction
-//!   (`runnel_first_position()`); `xid` is the 64-bit transaction id (`pg_current_xact_id()`),
-//!   which only grows. Transactions on every node commit side by side, holding no lock but the
-//!   rows of the streams they write, and PostgreSQL flushes their commits together.
+//!   (`sql/first_position.sql`); `xid` is the 64-bit transaction id (`pg_current_xact_id()`),
+//!   which only grows. Transactions on every node commit side by side, holding no lock but
+//!   those of the streams they write, and PostgreSQL flushes their commits together.
+//! - **Streams are locked before the id is taken.** A transaction takes an advisory lock per
+//!   stream it writes (in key order, so no two deadlock) before anything gives it an id, so of
+//!   two transactions that write one stream, the first to write it has the lower positions: a
+//!   stream's revisions grow in position order.
 //! - **Readers stop below the horizon.** The horizon is where the oldest transaction still
 //!   running would number its events: `(xmin + xid_offset) << 16`, with `xmin` from the reading
 //!   statement's own snapshot (`pg_snapshot_xmin(pg_current_snapshot())`). Every transaction with
 //!   a smaller id has committed or rolled back, and every transaction still to come gets a larger
 //!   id, so the events below the horizon are final: none can appear there later. `read_all`
-//!   returns nothing at or past the last position below it (`runnel_visible_head()`), in the same
+//!   returns nothing past the last position below it (`sql/read_head.sql`), in the same
 //!   statement and snapshot as the events, and that position is the head it reports.
 //!
 //! Hence a reader that has seen position `p` never later sees a new event below `p`, on any node.
@@ -47,23 +51,24 @@
 //!
 //! # Group commit
 //!
-//! Each node runs `writer_connections` lanes (default 2). Each lane takes everything queued (up
-//! to `max_batch_events` and `max_batch_bytes`) and commits it as one transaction while the other
-//! lanes gather and commit the next batches, so a commit's round trip and WAL flush overlap with
-//! the next one's. When every append expects "any" revision, a commit is one pipelined round trip
-//! (`BEGIN`, the first position, one statement that numbers each stream's events from its
-//! committed head and inserts them, `COMMIT`, then `NOTIFY`). Otherwise it is two: the reads the
-//! checks need (stream heads, client-chosen ids), outside any transaction; then `BEGIN`, the
-//! stream heads, the inserts, `COMMIT` and `NOTIFY`. The expected-revision and duplicate-id
-//! checks run in this process against what was read plus what earlier appends of the batch
-//! wrote, so a failed check rejects that append alone. If another commit wrote to the batch's
-//! streams in between (or a batch of "any" appends carries an id already stored), a unique
-//! constraint refuses the batch and it is planned again with its streams' rows locked. An append
-//! is answered only after COMMIT returns. A retry of an append (same ids, in order, same stream)
-//! is answered with the original outcome. After a commit that answered several appends, the
-//! lane's next batch waits up to half a commit's time (at most 2 ms) for those clients' next
-//! appends, so that clients waiting for their answers share commits instead of splitting into
-//! ever smaller ones.
+//! Each node runs `writer_connections` lanes (one by default); each takes everything queued (up
+//! to `max_batch_events`, `max_batch_bytes` and 256 streams) and commits it as one transaction,
+//! while further lanes, if any, gather and commit the next batches, and every other node commits
+//! its own. When every append expects "any" revision, a commit is one statement that is its own
+//! transaction (the streams' locks, the first position, each stream's events numbered from its
+//! committed head and inserted), followed in the same round trip by the `NOTIFY`: one message
+//! each way. Otherwise it is two round trips: the reads the checks need (stream heads,
+//! client-chosen ids), outside any transaction; then `BEGIN`, the streams' locks, the first
+//! position, the stream heads, the inserts, `COMMIT` and `NOTIFY`. The expected-revision and
+//! duplicate-id checks run in this process against what was read plus what earlier appends of
+//! the batch wrote, so a failed check rejects that append alone. If another commit wrote to the
+//! batch's streams in between (or a batch of "any" appends carries an id already stored), a
+//! unique constraint refuses the batch and it is planned again with its streams locked before
+//! the reads. An append is answered only after COMMIT returns. A retry of an append (same ids,
+//! in order, same stream) is answered with the original outcome. After a commit that answered
+//! several appends, the lane's next batch waits up to half a commit's time (at most 2 ms) for
+//! those clients' next appends, so that clients waiting for their answers share commits instead
+//! of splitting into ever smaller ones.
 //!
 //! # Following the head
 //!
@@ -72,7 +77,7 @@
 //! notification lock through the WAL flush and serialise commits again); every node's head
 //! follower listens on a dedicated connection and moves its [`runnel_core::HeadWatch`].
 //! Notifications are hints: on every (re)connect and once per `head_poll_interval_ms` the
-//! follower reads the head from the table (every 2 ms while this node has commits waiting to
+//! follower reads the head from the table (every 10 ms while this node has commits waiting to
 //! become visible), so a lost notification costs latency, never an event.
 //!
 //! # Failures

@@ -11,9 +11,10 @@
 //! newer commit's revisions in the events' unique index and rolls back.
 //!
 //! When every append of a batch expects "any" revision (the common case), no check needs a
-//! stream's head, and a group commit is one pipelined round trip: `BEGIN`, the transaction's
-//! first position, one statement that moves each stream's head by its number of events and
-//! inserts the events at the revisions that gives, `COMMIT`, and, after it, the notification.
+//! stream's head, and a group commit is one statement, run as its own transaction, that takes
+//! the streams' locks, the transaction's first position, moves each stream's head by its
+//! number of events and inserts the events at the revisions that gives; PostgreSQL commits it
+//! before answering. The notification follows in the same round trip.
 //!
 //! Otherwise a group commit is two round trips:
 //!
@@ -134,7 +135,8 @@ pub(crate) struct WriterSettings {
     pub(crate) visibility_wait: Duration,
 }
 
-/// One lane: a connection and the group commits it runs, one at a time.
+/// One lane: a connection and the group commits it runs, one at a time. A node runs
+/// `writer_connections` of them (one by default) on one queue.
 #[derive(Debug)]
 pub(crate) struct Writer {
     settings: WriterSettings,
@@ -760,6 +762,10 @@ impl Writer {
             WriteFailure::RolledBack(error) => {
                 Attempt::Failed(store_error("writing a group commit", &error))
             }
+            WriteFailure::Undecodable => Attempt::Failed(StoreError::Index {
+                action: "committing a group commit".to_owned(),
+                cause: "PostgreSQL committed it but returned no first position".to_owned(),
+            }),
             WriteFailure::Unknown(error) => {
                 self.connection = None;
                 Attempt::Failed(StoreError::Unavailable {
@@ -961,9 +967,9 @@ fn visible_from(rows: &[tokio_postgres::Row]) -> Option<Position> {
 }
 
 /// Writes a batch of appends that all expect "any" revision, planned from [`UNPLACED`] with
-/// every stream's revisions counted from 0, and commits it, in one pipelined round trip:
-/// `BEGIN`, the first position, the stream heads moved and the events inserted at the
-/// revisions that gives, `COMMIT`, then the notification.
+/// every stream's revisions counted from 0, and commits it, in one pipelined round trip: one
+/// statement that is its own transaction (the streams' locks, the first position, the stream
+/// heads moved and the events inserted at the revisions that gives), then the notification.
 async fn write_any(
     connection: &WriterConnection,
     schema: &str,
@@ -991,29 +997,24 @@ async fn write_any(
         &rows.metadata,
     ];
     let notify_params: [&(dyn ToSql + Sync); 2] = [&HEAD_CHANNEL, &schema];
-    let lock_params: [&(dyn ToSql + Sync); 2] = [&stream_types, &stream_ids];
-    let (begun, locked, first, appended, committed, notified) = futures::join!(
-        client.batch_execute("BEGIN"),
-        client.query(&statements.lock_streams, &lock_params),
-        client.query_one(&statements.first_position, &[]),
+    let (appended, notified) = futures::join!(
         client.query(&statements.append_any, &append_params),
-        // After a failed statement the transaction is aborted and PostgreSQL answers this
-        // COMMIT with a rollback: nothing is written unless every statement above succeeded.
-        client.batch_execute("COMMIT"),
         client.query(&statements.notify_head, &notify_params),
     );
-    let statements_ok = begun
-        .and(locked.map(drop))
-        .and(first)
-        .and_then(|first| Ok((first, appended?)));
-    let (first, appended) = match statements_ok {
+    let appended = match appended {
         Ok(rows) => rows,
-        Err(error) => return Err(classify(error, committed.is_ok())),
+        // The database answered with an error: the statement's transaction rolled back.
+        Err(error) => {
+            let answered = error.as_db_error().is_some();
+            return Err(classify(error, answered));
+        }
     };
-    committed.map_err(WriteFailure::Unknown)?;
     // Committed: a row that does not decode now cannot undo it, so it fails the answers
     // (the appends are stored; a retry with the same ids finds them).
-    let first_position = first_position_from(&first)?;
+    let first_position = match appended.first() {
+        Some(row) => first_position_from(row, 3)?,
+        None => return Err(WriteFailure::Undecodable),
+    };
     let mut first_revisions = HashMap::with_capacity(appended.len());
     for row in &appended {
         let stream_type: &str = row.try_get(0).map_err(WriteFailure::Unknown)?;
@@ -1111,15 +1112,15 @@ async fn write_planned(
     };
     committed.map_err(WriteFailure::Unknown)?;
     Ok(Committed {
-        first_position: first_position_from(&first)?,
+        first_position: first_position_from(&first, 0)?,
         first_revisions: HashMap::new(),
         visible: notified.ok().as_deref().and_then(visible_from),
     })
 }
 
-/// The first position `first_position.sql` returned, once the commit happened.
-fn first_position_from(row: &tokio_postgres::Row) -> Result<Position, WriteFailure> {
-    let first: i64 = row.try_get(0).map_err(WriteFailure::Unknown)?;
+/// The first position in column `at` of a row the commit returned, once it happened.
+fn first_position_from(row: &tokio_postgres::Row, at: usize) -> Result<Position, WriteFailure> {
+    let first: i64 = row.try_get(at).map_err(WriteFailure::Unknown)?;
     Ok(Position(u64::try_from(first).unwrap_or(0)))
 }
 
@@ -1180,6 +1181,9 @@ fn stream_columns<'a>(
 
 /// Why a write failed.
 enum WriteFailure {
+    /// Committed, but the answer lacks what the appends' outcomes need: they are stored, and a
+    /// retry with the same ids finds them.
+    Undecodable,
     /// The database refused a statement; the transaction rolled back, nothing was written.
     Refused(tokio_postgres::Error),
     /// The connection failed, or COMMIT did: the transaction may or may not have committed.

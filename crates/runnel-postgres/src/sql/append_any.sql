@@ -1,14 +1,30 @@
--- A group commit whose appends all take their streams as they are (expected revision "any"),
--- after first_position.sql in the same transaction. Nothing was read beforehand: each stream's
--- events are numbered here from its head as committed, whose row this statement locks (in the
--- order given: the writer sorts the streams) until COMMIT. Returns each stream's first
--- revision in the batch.
+-- A whole group commit whose appends all take their streams as they are (expected revision
+-- "any"), in one statement run as its own transaction: PostgreSQL commits it, WAL flush
+-- included, before it answers, and one message each way carries it. Nothing was read
+-- beforehand: each stream's events are numbered here from its head as committed.
+--
+-- In order, as each step needs the one before: the streams' advisory locks (as lock_streams.sql
+-- takes them, before the transaction has an id), then the transaction's id and first position
+-- (as first_position.sql computes it), then the writes. Returns each stream's first revision in
+-- the batch, and the batch's first position.
 --
 -- $1, $2, $3: per stream, its type, its id and how many events the batch appends to it.
 -- $4 … $13: per event, its offset from the batch's first position, its stream's type and id,
 -- its offset among the batch's events of that stream, then id, type, data, metadata.
-WITH batch_head AS (
-    SELECT runnel_first_position() AS first_position, now() AS recorded_at
+WITH locked AS MATERIALIZED (
+    SELECT count(pg_advisory_xact_lock(keys.key)) AS streams
+    FROM (SELECT DISTINCT hashtextextended(current_schema() || ' ' || s.stream_type || '/'
+                                           || s.stream_id, 0) AS key
+          FROM unnest($1::text[], $2::text[]) AS s (stream_type, stream_id)
+          ORDER BY key
+          OFFSET 0) AS keys
+), batch_head AS MATERIALIZED (
+    -- The filter on `locked` is evaluated before the row's columns are: every lock is held
+    -- before pg_current_xact_id() gives the transaction its id.
+    SELECT (pg_current_xact_id()::text::bigint + xid_offset) << 16 AS first_position,
+           now() AS recorded_at
+    FROM runnel_log_head
+    WHERE id = 1 AND (SELECT streams FROM locked) >= 0
 ), heads AS (
     INSERT INTO runnel_streams AS s (stream_type, stream_id, last_revision, created_at, updated_at)
     SELECT w.stream_type, w.stream_id, w.events - 1, h.recorded_at, h.recorded_at
@@ -44,4 +60,6 @@ WITH batch_head AS (
             data_json, data_binary, content_type, metadata)
     JOIN written AS wr ON wr.stream_type = e.stream_type AND wr.stream_id = e.stream_id
 )
-SELECT wr.stream_type, wr.stream_id, wr.first_revision FROM written AS wr
+SELECT wr.stream_type, wr.stream_id, wr.first_revision, h.first_position
+FROM written AS wr
+CROSS JOIN batch_head AS h

@@ -3,8 +3,14 @@
 -- bounded by a number of events, not by a span of positions; it stops as soon as the page is
 -- full. Each filter list ($4 stream types, $5 event types, $6 streams as 'type/id') matches
 -- when it is empty or holds the event's value. Rows as in read_all.sql.
-WITH h AS (
-    SELECT runnel_visible_head() AS last
+WITH h AS MATERIALIZED (
+    -- The last visible position (-1: none), once: see read_head.sql.
+    SELECT coalesce((SELECT max(e.position) FROM runnel_events e WHERE e.position < b.horizon),
+                    -1) AS last
+    FROM (SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::bigint + xid_offset) << 16
+                   AS horizon
+          FROM runnel_log_head
+          WHERE id = 1) AS b
 )
 SELECT h.last, e.position, e.stream_type, e.stream_id, e.revision, e.id, e.event_type,
        e.data_json, e.data_binary, e.content_type, e.metadata, e.recorded_at

@@ -81,7 +81,7 @@ async fn a_follower_whose_listener_reconnects_catches_up_on_commits_it_was_not_t
         .query_one(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
              WHERE application_name = $1 \
-               AND query LIKE '%SELECT runnel_visible_head()%' \
+               AND query LIKE '%SELECT coalesce((SELECT max(e.position)%' \
                AND query NOT LIKE '%pg_notify%'",
             &[&schema.name],
         )
