@@ -172,6 +172,51 @@ impl Linger {
     }
 }
 
+/// A batch being gathered, within the bounds of one group commit.
+struct Gathering<'s> {
+    settings: &'s WriterSettings,
+    jobs: Vec<AppendJob>,
+    events: usize,
+    bytes: usize,
+    streams: std::collections::HashSet<StreamName>,
+}
+
+impl<'s> Gathering<'s> {
+    fn new(first: AppendJob, settings: &'s WriterSettings) -> Self {
+        Self {
+            settings,
+            events: first.request.events.len(),
+            bytes: request_bytes(&first.request),
+            streams: std::collections::HashSet::from([first.request.stream.clone()]),
+            jobs: vec![first],
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.events >= self.settings.max_batch_events || self.bytes >= self.settings.max_batch_bytes
+    }
+
+    /// Takes `job` into the batch, or gives it back when it would cross a bound.
+    fn offer(&mut self, job: AppendJob) -> Result<(), AppendJob> {
+        let events = job.request.events.len();
+        let bytes = request_bytes(&job.request);
+        let new_stream = !self.streams.contains(&job.request.stream);
+        if self.events + events > self.settings.max_batch_events
+            || self.bytes + bytes > self.settings.max_batch_bytes
+            || (new_stream && self.streams.len() >= MAX_BATCH_STREAMS)
+        {
+            return Err(job);
+        }
+        self.events += events;
+        self.bytes += bytes;
+        if new_stream {
+            self.streams.insert(job.request.stream.clone());
+        }
+        self.jobs.push(job);
+        Ok(())
+    }
+}
+
 /// What a lane took from the queue.
 enum Gathered {
     Batch {
@@ -271,7 +316,8 @@ impl Writer {
         }
     }
 
-    /// The next batch: what was carried over, then everything queued up to the bounds.
+    /// The next batch: what was carried over, then everything queued up to the bounds, then,
+    /// after a commit that answered several appends, those clients' next appends ([`Linger`]).
     async fn gather(
         &self,
         commands: &mut mpsc::Receiver<WriterCommand>,
@@ -291,51 +337,43 @@ impl Writer {
                 None => return Gathered::Stop,
             },
         };
-        let mut events = first.request.events.len();
-        let mut bytes = request_bytes(&first.request);
-        let mut streams = std::collections::HashSet::from([first.request.stream.clone()]);
-        let mut jobs = vec![first];
-        while events < self.settings.max_batch_events && bytes < self.settings.max_batch_bytes {
+        let mut batch = Gathering::new(first, &self.settings);
+        while !batch.full() {
             let command = match commands.try_recv() {
-                Ok(command) => command,
+                Ok(command) => Some(command),
                 Err(_) => {
-                    let Some(waiting) = linger.as_ref().filter(|l| jobs.len() < l.appends) else {
+                    let Some(until) = linger
+                        .filter(|l| batch.jobs.len() < l.appends)
+                        .map(|l| l.until)
+                    else {
                         break;
                     };
-                    match tokio::time::timeout_at(waiting.until.into(), commands.recv()).await {
-                        Ok(Some(command)) => command,
-                        Ok(None) | Err(_) => break,
+                    match tokio::time::timeout_at(until.into(), commands.recv()).await {
+                        Ok(command) => command,
+                        Err(_) => break,
                     }
                 }
             };
             match command {
-                WriterCommand::Append(job) => {
-                    let more_events = job.request.events.len();
-                    let more_bytes = request_bytes(&job.request);
-                    let new_stream = !streams.contains(&job.request.stream);
-                    if events + more_events > self.settings.max_batch_events
-                        || bytes + more_bytes > self.settings.max_batch_bytes
-                        || (new_stream && streams.len() >= MAX_BATCH_STREAMS)
-                    {
+                Some(WriterCommand::Append(job)) => {
+                    if let Err(job) = batch.offer(job) {
                         *carried = Some(job);
                         break;
                     }
-                    events += more_events;
-                    bytes += more_bytes;
-                    if new_stream {
-                        streams.insert(job.request.stream.clone());
-                    }
-                    jobs.push(job);
                 }
-                WriterCommand::Close(done) => {
+                Some(WriterCommand::Close(done)) => {
                     return Gathered::Batch {
-                        jobs,
+                        jobs: batch.jobs,
                         close: Some(done),
                     };
                 }
+                None => break,
             }
         }
-        Gathered::Batch { jobs, close: None }
+        Gathered::Batch {
+            jobs: batch.jobs,
+            close: None,
+        }
     }
 
     /// Commits `jobs` as one group and answers each of them.
