@@ -569,7 +569,7 @@ impl Writer {
         {
             self.attempt_any(requests).await
         } else {
-            self.attempt_planned(requests).await
+            self.attempt_planned(requests, ReadMode::Committed).await
         };
         if let Planned::Settled(attempt) = planned {
             return attempt;
@@ -579,7 +579,9 @@ impl Writer {
                 appends = requests.len(),
                 "a batch met a commit after its read; planning it again with its streams locked"
             );
-            if let Planned::Settled(attempt) = self.attempt_locked(requests).await {
+            if let Planned::Settled(attempt) =
+                self.attempt_planned(requests, ReadMode::Locked).await
+            {
                 return attempt;
             }
         }
@@ -656,13 +658,20 @@ impl Writer {
         })
     }
 
-    /// Plans the batch from committed state read without any lock, then writes it in one
+    /// Reads what the checks need, plans the batch, and writes it.
+    ///
+    /// [`ReadMode::Committed`] reads committed state without any lock, then writes in one
     /// pipelined round trip. The plan holds if nothing was committed to its streams or ids
     /// since the read; otherwise the unique constraints refuse it ([`Planned::Stale`]). A check
     /// that fails on the read state fails correctly: that state was committed while the append
-    /// waited.
-    async fn attempt_planned(&mut self, requests: &[AppendRequest]) -> Planned {
+    /// waited. [`ReadMode::Locked`] opens the transaction and takes the streams' locks before
+    /// the read, so that no commit can move their heads under the plan.
+    async fn attempt_planned(&mut self, requests: &[AppendRequest], mode: ReadMode) -> Planned {
         let answer_timeout = self.settings.answer_timeout;
+        let (action, locked) = match mode {
+            ReadMode::Committed => ("reading stream heads", false),
+            ReadMode::Locked => ("locking the batch's streams", true),
+        };
         if let Err(error) = self.ensure_connection().await {
             return Planned::Settled(Attempt::Failed(error));
         }
@@ -670,68 +679,28 @@ impl Writer {
             Ok(connection) => connection,
             Err(error) => return Planned::Settled(Attempt::Failed(error)),
         };
-        let read = tokio::time::timeout(
-            answer_timeout,
-            read_state(connection, requests, ReadMode::Committed),
-        )
-        .await;
-        let rows = match read {
-            Ok(Ok(rows)) => rows,
+        let read =
+            tokio::time::timeout(answer_timeout, read_state(connection, requests, mode)).await;
+        let decoded = match read {
+            Ok(Ok(rows)) => rows.decode(),
             Ok(Err(error)) => {
-                return Planned::Settled(Attempt::Failed(store_error(
-                    "reading stream heads",
-                    &error,
-                )));
-            }
-            Err(_) => {
-                self.connection = None;
-                return Planned::Settled(Attempt::Failed(timed_out(
-                    "reading stream heads",
-                    answer_timeout,
-                )));
-            }
-        };
-        match rows.decode() {
-            Ok((heads, ids)) => self.write_plan(requests, heads, ids, false).await,
-            Err(error) => Planned::Settled(Attempt::Failed(error)),
-        }
-    }
-
-    /// Plans the batch with its streams locked until COMMIT, so that no commit can move their
-    /// heads under the plan.
-    async fn attempt_locked(&mut self, requests: &[AppendRequest]) -> Planned {
-        let answer_timeout = self.settings.answer_timeout;
-        if let Err(error) = self.ensure_connection().await {
-            return Planned::Settled(Attempt::Failed(error));
-        }
-        let connection = match self.connected() {
-            Ok(connection) => connection,
-            Err(error) => return Planned::Settled(Attempt::Failed(error)),
-        };
-        let read = tokio::time::timeout(
-            answer_timeout,
-            read_state(connection, requests, ReadMode::Locked),
-        )
-        .await;
-        let rows = match read {
-            Ok(Ok(rows)) => rows,
-            Ok(Err(error)) => {
-                let failed = store_error("locking the batch's streams", &error);
-                self.abandon_transaction(!is_transient(&error)).await;
+                let failed = store_error(action, &error);
+                if locked {
+                    self.abandon_transaction(!is_transient(&error)).await;
+                }
                 return Planned::Settled(Attempt::Failed(failed));
             }
             Err(_) => {
                 self.connection = None;
-                return Planned::Settled(Attempt::Failed(timed_out(
-                    "locking the batch's streams",
-                    answer_timeout,
-                )));
+                return Planned::Settled(Attempt::Failed(timed_out(action, answer_timeout)));
             }
         };
-        match rows.decode() {
-            Ok((heads, ids)) => self.write_plan(requests, heads, ids, true).await,
+        match decoded {
+            Ok((heads, ids)) => self.write_plan(requests, heads, ids, locked).await,
             Err(error) => {
-                self.abandon_transaction(true).await;
+                if locked {
+                    self.abandon_transaction(true).await;
+                }
                 Planned::Settled(Attempt::Failed(error))
             }
         }
