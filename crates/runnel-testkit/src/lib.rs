@@ -210,6 +210,7 @@ macro_rules! __for_each_behaviour {
             read_all_from_zero_returns_everything_in_position_order,
             read_all_from_the_middle,
             read_all_past_the_end_is_empty_with_no_next,
+            count_events_counts_the_events_between_two_positions_up_to_a_cap,
             read_all_with_limit_one_pages_over_everything,
             read_all_filters_by_stream_type,
             read_all_filters_by_event_type,

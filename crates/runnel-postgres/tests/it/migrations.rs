@@ -169,3 +169,70 @@ async fn open_fails_fast_with_a_clear_error_when_the_database_is_unreachable() {
         "the password is not printed: {message}"
     );
 }
+
+/// A logical restore (`pg_dump` into a new cluster) brings the log's positions but not the
+/// transaction ids they came from: new events would get positions below stored ones. Open
+/// refuses such a database, and migrate lifts new positions above the stored ones.
+#[tokio::test]
+async fn positions_ahead_of_transaction_ids_are_refused_at_open_and_lifted_by_migrate() {
+    let schema = TestSchema::migrated().await;
+    // A stored event far ahead of every transaction id this cluster will hand out for a while.
+    let restoring = admin().await;
+    restoring
+        .batch_execute(&format!(
+            "INSERT INTO {0}.runnel_streams VALUES ('order', 'o-1', 0, now(), now()); \
+             INSERT INTO {0}.runnel_events (position, stream_type, stream_id, revision, id, \
+                                            event_type, data_json, recorded_at) \
+             SELECT (pg_current_xact_id()::text::bigint + 1000000) << 16, 'order', 'o-1', 0, \
+                    gen_random_uuid(), 'Restored', '{{}}', now()",
+            schema.name
+        ))
+        .await
+        .unwrap_or_else(|error| panic!("restoring an event: {error}"));
+    let ahead: i64 = restoring
+        .query_one(
+            &format!("SELECT max(position) FROM {}.runnel_events", schema.name),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|error| panic!("reading the restored position: {error}"))
+        .get(0);
+    let error = PostgresStore::open(schema.config())
+        .await
+        .expect_err("a database whose positions are ahead of its transaction ids is refused");
+    assert!(
+        matches!(error, PostgresError::PositionsAhead { .. }),
+        "got {error:?}"
+    );
+    assert!(
+        error.to_string().contains("runnel migrate"),
+        "the message says what to do: {error}"
+    );
+
+    let report = migrate(&schema.url)
+        .await
+        .unwrap_or_else(|error| panic!("migrate: {error}"));
+    assert!(
+        report.applied.is_empty(),
+        "no migration was due: {report:?}"
+    );
+    let store = PostgresStore::open(schema.config())
+        .await
+        .unwrap_or_else(|error| panic!("open after migrate: {error}"));
+    let outcome = store
+        .append(crate::helpers::append_with_ids(
+            &crate::helpers::stream("order/o-1"),
+            1,
+        ))
+        .await
+        .unwrap_or_else(|error| panic!("append: {error}"));
+    assert!(
+        outcome.first_position.0 > ahead as u64,
+        "a new event goes after the restored one: {outcome:?}"
+    );
+    assert_eq!(outcome.first_revision.0, 1);
+    store
+        .close()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+}

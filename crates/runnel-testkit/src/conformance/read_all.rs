@@ -239,6 +239,29 @@ pub async fn read_all_past_the_end_is_empty_with_no_next(fixture: Fixture) {
     assert_eq!(at_last.next, None);
 }
 
+/// Lag is measured in events: a count, not a difference of positions, which may have gaps.
+pub async fn count_events_counts_the_events_between_two_positions_up_to_a_cap(fixture: Fixture) {
+    let store = fixture.store.as_ref();
+    let all = twelve_events(store).await;
+    let count = |from: Position, through: Position, cap: u64| async move {
+        store
+            .count_events(from, through, cap)
+            .await
+            .unwrap_or_else(|error| panic!("count_events {from}..={through}: {error}"))
+    };
+    let (first, last) = (all[0].position, all[11].position);
+    assert_eq!(count(first, last, u64::MAX).await, 12, "every event");
+    assert_eq!(count(Position(0), last, u64::MAX).await, 12, "from 0");
+    assert_eq!(count(all[3].position, all[7].position, u64::MAX).await, 5);
+    assert_eq!(count(last, last, u64::MAX).await, 1, "one event");
+    assert_eq!(
+        count(last.next(), last, u64::MAX).await,
+        0,
+        "an empty range"
+    );
+    assert_eq!(count(first, last, 5).await, 5, "counting stops at the cap");
+}
+
 pub async fn read_all_with_limit_one_pages_over_everything(fixture: Fixture) {
     let store = fixture.store.as_ref();
     let all = twelve_events(store).await;
