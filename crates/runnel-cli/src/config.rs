@@ -42,6 +42,9 @@ pub(crate) struct ServeConfig {
     pub(crate) postgres_statement_timeout_ms: u64,
     /// Waiting for a free pooled connection when all are busy.
     pub(crate) postgres_pool_wait_timeout_ms: u64,
+    /// The longest a committed append waits for every reader to be able to see it before it
+    /// is answered anyway.
+    pub(crate) postgres_visibility_wait_ms: u64,
     pub(crate) listen: SocketAddr,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tls_cert: Option<PathBuf>,
@@ -109,6 +112,7 @@ impl Default for ServeConfig {
             postgres_connect_timeout_ms: postgres.connect_timeout_ms,
             postgres_statement_timeout_ms: postgres.statement_timeout_ms,
             postgres_pool_wait_timeout_ms: postgres.pool_wait_timeout_ms,
+            postgres_visibility_wait_ms: postgres.visibility_wait_ms,
             listen: server.listen,
             tls_cert: None,
             tls_key: None,
@@ -263,6 +267,10 @@ impl ServeConfig {
                 "postgres_pool_wait_timeout_ms",
                 self.postgres_pool_wait_timeout_ms,
             ),
+            (
+                "postgres_visibility_wait_ms",
+                self.postgres_visibility_wait_ms,
+            ),
         ] {
             if !(1..=MAX_POSTGRES_TIMEOUT_MS).contains(&value) {
                 anyhow::bail!(
@@ -288,6 +296,7 @@ impl ServeConfig {
             connect_timeout_ms: self.postgres_connect_timeout_ms,
             statement_timeout_ms: self.postgres_statement_timeout_ms,
             pool_wait_timeout_ms: self.postgres_pool_wait_timeout_ms,
+            visibility_wait_ms: self.postgres_visibility_wait_ms,
             ca_cert: self.postgres_ca_cert.clone(),
             ..runnel_postgres::PostgresConfig::new(url)
         })
@@ -398,7 +407,8 @@ mod tests {
         writeln!(
             file,
             "postgres_pool_size = 4\npostgres_connect_timeout_ms = 700\n\
-             postgres_statement_timeout_ms = 900\npostgres_pool_wait_timeout_ms = 800"
+             postgres_statement_timeout_ms = 900\npostgres_pool_wait_timeout_ms = 800\n\
+             postgres_visibility_wait_ms = 250\npostgres_writer_connections = 3"
         )
         .expect("write");
         let overrides = PostgresOverrides {
@@ -412,6 +422,8 @@ mod tests {
         assert_eq!(postgres.connect_timeout_ms, 700);
         assert_eq!(postgres.statement_timeout_ms, 900);
         assert_eq!(postgres.pool_wait_timeout_ms, 800);
+        assert_eq!(postgres.visibility_wait_ms, 250);
+        assert_eq!(postgres.writer_connections, 3);
         assert!(postgres.validate().is_ok());
 
         let defaults = ServeConfig::default();

@@ -69,6 +69,11 @@ pub(crate) struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     postgres_pool_wait_timeout_ms: Option<u64>,
 
+    #[arg(help = with_default("The longest a committed append waits for every reader to be able to see it (an older transaction in the PostgreSQL cluster hides it until it ends) before it is answered anyway", ServeConfig::default().postgres_visibility_wait_ms))]
+    #[arg(long, env = "RUNNEL_POSTGRES_VISIBILITY_WAIT_MS", value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postgres_visibility_wait_ms: Option<u64>,
+
     /// The address to listen on; port 0 picks a free one [default: 127.0.0.1:2113]
     #[arg(long, env = "RUNNEL_LISTEN", value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
