@@ -434,20 +434,16 @@ impl Writer {
             .filter_map(|outcome| outcome.as_ref().ok())
             .map(|outcome| outcome.last_position)
             .max();
-        let seen =
-            move |head: &Option<Position>| last.is_none_or(|last| head.is_some_and(|h| h >= last));
-        if seen(&self.head.borrow()) {
-            send_all(replies, outcomes);
-            return;
-        }
-        let Some(last) = last else {
+        // Nothing written, or written where readers already see it: answer now.
+        let Some(last) = last.filter(|&last| self.head.borrow().is_none_or(|h| h < last)) else {
             return send_all(replies, outcomes);
         };
         self.pending.expect(last);
         let mut head = self.head.subscribe();
         let wait = self.settings.visibility_wait;
         tokio::spawn(async move {
-            let visible = tokio::time::timeout(wait, head.wait_for(|head| seen(head))).await;
+            let seen = |head: &Option<Position>| head.is_some_and(|h| h >= last);
+            let visible = tokio::time::timeout(wait, head.wait_for(seen)).await;
             if !matches!(visible, Ok(Ok(_))) {
                 tracing::warn!(
                     position = last.0,
@@ -587,15 +583,15 @@ impl Writer {
         }
         Attempt::Failed(StoreError::Unavailable {
             cause: format!(
-                "a group commit met concurrent creations of its streams {MAX_LOCKED_ROUNDS} \
-                 times in a row; nothing was written, retry the append"
+                "a group commit met concurrent writes of its client-chosen event ids \
+                 {MAX_LOCKED_ROUNDS} times in a row; nothing was written, retry the append"
             ),
         })
     }
 
     /// A batch whose appends all take their streams as they are (expected revision "any"):
     /// no check needs a stream's head, so nothing is read first. One pipelined round trip
-    /// numbers each stream's events from its committed head, with the stream's row locked.
+    /// numbers each stream's events from its committed head, with the streams locked.
     /// A client-chosen id that is already stored (a retry, or a duplicate) makes the unique
     /// constraint refuse the batch: [`Planned::Stale`] then answers it with the streams locked.
     async fn attempt_any(&mut self, requests: &[AppendRequest]) -> Planned {

@@ -189,9 +189,9 @@ async fn readers_on_every_node_see_every_acknowledged_event_once_in_commit_order
 
 /// Optimistic concurrency across nodes: writers on every node append to a few shared streams
 /// with the revision they last saw and, when told it moved, read it again and retry. Batches
-/// with checks are planned from heads read before the head's lock, so they often meet another
-/// node's commit in between; no acknowledged append may be lost or get a revision another
-/// append got, and every stream's revisions must be gapless.
+/// with checks are planned from heads read before their streams' locks, so they often meet
+/// another node's commit in between; no acknowledged append may be lost or get a revision
+/// another append got, and every stream's revisions must be gapless.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_expecting_a_revision_on_several_nodes_never_lose_an_update() {
     const STREAMS: usize = 3;
